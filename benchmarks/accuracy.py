@@ -1,0 +1,152 @@
+"""Accuracy, time and memory of this tool against the original DeepImpute 1.2, side by side.
+
+For each dataset: filter (pbmc3k: genes detected in at least 10 cells), mask with
+`deepimpute mask --seed 0`, then train + impute with each tool on the same masked Loom,
+and score both with `deepimpute score` (same code, same masked entries).
+
+    python benchmarks/accuracy.py --original-python /path/to/deepimpute-1.2-venv/bin/python
+
+Writes benchmarks/results/accuracy.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from measure import measure
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+DATASETS = {
+    "pbmc3k": ["--min-genes", "0", "--min-cells", "10"],
+    "mouse1m_10k": ["--min-genes", "0", "--min-cells", "1"],
+}
+
+
+def deepimpute(*args: str) -> list[str]:
+    return [sys.executable, "-m", "deepimpute_tool", *args]
+
+
+def prepare(name: str, filter_args: list[str], work: Path) -> Path:
+    filtered, masked = work / f"{name}.filtered.loom", work / f"{name}.masked.loom"
+    if not masked.exists():
+        measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *filter_args))
+        measure(deepimpute("mask", str(filtered), str(masked), "--seed", "0"))
+    return masked
+
+
+def score(imputed: Path) -> dict:
+    scores_path = imputed.with_suffix(".scores.json")
+    measure(deepimpute("score", str(imputed), "--output", str(scores_path), "--quiet"))
+    scores = json.loads(scores_path.read_text())
+    keys = (
+        "masked_entries",
+        "mse",
+        "pearson",
+        "mse_count_ge2",
+        "pearson_count_ge2",
+        "masked_entries_count_ge2",
+    )
+    return {k: scores[k] for k in keys}
+
+
+def run_this_tool(masked: Path, work: Path, extra: list[str]) -> dict:
+    model, imputed = work / f"{masked.stem}.model", work / f"{masked.stem}.this.loom"
+    shutil.rmtree(model, ignore_errors=True)
+    trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *extra))
+    imputing = measure(deepimpute("impute", str(masked), str(model), str(imputed), "--quiet"))
+    epochs = json.loads((model / "model.json").read_text())["training"]["epochs"]
+    return {
+        "train_seconds": round(trained.seconds, 2),
+        "impute_seconds": round(imputing.seconds, 2),
+        "total_seconds": round(trained.seconds + imputing.seconds, 2),
+        "peak_rss_mb": round(max(trained.peak_rss_mb, imputing.peak_rss_mb), 1),
+        "epochs": epochs,
+        **score(imputed),
+    }
+
+
+def run_original(masked: Path, work: Path, python: str) -> dict:
+    imputed = work / f"{masked.stem}.original.loom"
+    imputed.unlink(missing_ok=True)
+    result = measure([python, str(HERE / "original_deepimpute.py"), str(masked), str(imputed)])
+    times = dict(item.split("=") for item in result.output.split("TIMES ")[-1].split())
+    return {
+        "train_seconds": round(float(times["train"]), 2),
+        "impute_seconds": round(float(times["impute"]), 2),
+        "total_seconds": round(result.seconds, 2),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "epochs": int(times["epochs"]),
+        **score(imputed),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--original-python", required=True, help="Python of an environment with deepimpute==1.2"
+    )
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "accuracy.json")
+    parser.add_argument("--train-args", default="", help="Extra options for `deepimpute train`.")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"processor": platform.processor() or platform.machine(), "cores": _cores()},
+        "protocol": "filter, mask --seed 0 (10 entries per gene), train + impute, score at masked entries",
+        "datasets": {},
+    }
+    for name in args.datasets:
+        masked = prepare(name, DATASETS[name], args.work)
+        results["datasets"][name] = {
+            "this_tool": run_this_tool(masked, args.work, args.train_args.split()),
+            "deepimpute_1.2": run_original(masked, args.work, args.original_python),
+        }
+        print_table({name: results["datasets"][name]})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=1))
+    print_table(results["datasets"])
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def print_table(datasets: dict) -> None:
+    columns = (
+        "mse",
+        "mse_count_ge2",
+        "pearson",
+        "train_seconds",
+        "impute_seconds",
+        "total_seconds",
+        "peak_rss_mb",
+        "epochs",
+    )
+    print(f"{'dataset':<12} {'tool':<15} " + " ".join(f"{c:>14}" for c in columns))
+    for name, tools in datasets.items():
+        for tool, values in tools.items():
+            cells = " ".join(
+                f"{values[c]:>14.4f}"
+                if isinstance(values[c], float) and c.startswith(("mse", "pearson"))
+                else f"{values[c]:>14}"
+                for c in columns
+            )
+            print(f"{name:<12} {tool:<15} {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from deepimpute_tool.cli import main
+
+main()

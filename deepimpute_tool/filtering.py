@@ -1,0 +1,68 @@
+"""Quality control: drop poor cells and rarely detected genes before imputation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Which cells and genes pass, and how many of each were dropped for which reason."""
+
+    keep_cells: np.ndarray
+    keep_genes: np.ndarray
+    cells_few_genes: int
+    cells_few_counts: int
+    genes_few_cells: int
+
+    def summary(self) -> str:
+        return (
+            f"kept {int(self.keep_cells.sum())} of {self.keep_cells.size} cells "
+            f"({self.cells_few_genes} with too few genes, {self.cells_few_counts} with too few "
+            f"counts) and {int(self.keep_genes.sum())} of {self.keep_genes.size} genes "
+            f"({self.genes_few_cells} detected in too few cells)"
+        )
+
+
+def quality_filter(
+    counts: sp.csr_matrix,
+    *,
+    min_genes: int = 200,
+    min_counts: int = 0,
+    min_cells: int = 3,
+) -> FilterResult:
+    """Cells and genes that pass quality control, as boolean masks.
+
+    Cells are judged first on all genes; genes are then judged on the cells that remain,
+    so a gene seen only in discarded cells is dropped too.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes raw counts.
+    min_genes
+        Keep cells with at least this many detected genes (non-zero counts).
+    min_counts
+        Keep cells with at least this many counts in total.
+    min_cells
+        Keep genes detected in at least this many of the kept cells.
+    """
+    counts = sp.csr_matrix(counts)
+    detected = sp.csr_matrix(counts > 0)
+    genes_per_cell = np.diff(detected.indptr)
+    counts_per_cell = np.asarray(counts.sum(axis=1)).ravel()
+    few_genes = genes_per_cell < min_genes
+    few_counts = counts_per_cell < min_counts
+    keep_cells = ~(few_genes | few_counts)
+    cells_per_gene = np.bincount(detected[keep_cells].indices, minlength=counts.shape[1])
+    keep_genes = cells_per_gene >= min_cells
+    return FilterResult(
+        keep_cells=keep_cells,
+        keep_genes=keep_genes,
+        cells_few_genes=int(few_genes.sum()),
+        cells_few_counts=int((few_counts & ~few_genes).sum()),
+        genes_few_cells=int((~keep_genes).sum()),
+    )

@@ -1,0 +1,102 @@
+"""The paper's masking protocol: hide real non-zero counts to score imputation against.
+
+For each gene, the fraction of zeros is modelled as a logistic function of the log of
+the mean of its positive counts (as Splatter does). Each positive entry of a gene then
+gets the dropout probability that function gives for its own log count, and
+``cells_per_gene`` entries are drawn without replacement with probabilities proportional
+to those (the paper's multinomial), and set to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+
+ORIGINAL_LAYER = "original"
+
+
+@dataclass(frozen=True)
+class DropoutModel:
+    """Zero fraction = 1 / (1 + exp(-shape * (log(mean positive count) - midpoint)))."""
+
+    midpoint: float
+    shape: float
+
+    def probability(self, counts: np.ndarray) -> np.ndarray:
+        """Dropout probability of entries with these (positive) counts."""
+        return 1.0 / (1.0 + np.exp(-self.shape * (np.log(counts) - self.midpoint)))
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    masked: sp.csr_matrix
+    dropout_model: DropoutModel
+    n_genes_masked: int
+    n_entries_masked: int
+
+
+def fit_dropout_model(counts: sp.csc_matrix) -> DropoutModel:
+    """Fit the logistic dropout curve to the genes of a cells x genes count matrix."""
+    counts = sp.csc_matrix(counts)
+    n_cells = counts.shape[0]
+    positives = np.diff(sp.csc_matrix(counts > 0).indptr)
+    expressed = positives > 0
+    totals = np.asarray(counts.sum(axis=0)).ravel()
+    log_positive_mean = np.log(totals[expressed] / positives[expressed])
+    zero_fraction = 1.0 - positives[expressed] / n_cells
+
+    def logistic(x, midpoint, shape):
+        return 1.0 / (1.0 + np.exp(-shape * (x - midpoint)))
+
+    (midpoint, shape), _ = scipy.optimize.curve_fit(
+        logistic,
+        log_positive_mean,
+        zero_fraction,
+        p0=(float(np.median(log_positive_mean)), -1.0),
+        maxfev=10000,
+    )
+    return DropoutModel(midpoint=float(midpoint), shape=float(shape))
+
+
+def mask_counts(counts: sp.csr_matrix, *, cells_per_gene: int = 10, seed: int = 0) -> MaskResult:
+    """Hide ``cells_per_gene`` positive entries of every gene that has at least twice as many.
+
+    Genes with fewer than ``2 * cells_per_gene`` positive entries are left untouched, so that
+    masking never hides more than half of what was observed of a gene.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes raw counts.
+    cells_per_gene
+        How many positive entries to hide in each eligible gene.
+    seed
+        Seed of the random draws; the same seed gives the same mask.
+    """
+    if cells_per_gene < 1:
+        raise ValueError("cells_per_gene must be at least 1")
+    columns = sp.csc_matrix(counts, dtype=np.float32, copy=True)
+    columns.eliminate_zeros()
+    model = fit_dropout_model(columns)
+    rng = np.random.default_rng(seed)
+    n_genes_masked = 0
+    for gene in range(columns.shape[1]):
+        start, end = columns.indptr[gene], columns.indptr[gene + 1]
+        if end - start < 2 * cells_per_gene:
+            continue
+        values = columns.data[start:end]
+        weights = model.probability(values)
+        chosen = rng.choice(end - start, size=cells_per_gene, replace=False, p=weights / weights.sum())
+        values[chosen] = 0.0
+        n_genes_masked += 1
+    masked = sp.csr_matrix(columns)
+    masked.eliminate_zeros()
+    return MaskResult(
+        masked=masked,
+        dropout_model=model,
+        n_genes_masked=n_genes_masked,
+        n_entries_masked=n_genes_masked * cells_per_gene,
+    )

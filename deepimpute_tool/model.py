@@ -1,0 +1,224 @@
+"""A trained DeepImpute model: what it holds, how it predicts, how it is saved and loaded.
+
+A model directory holds two files:
+
+``model.json``
+    Gene lists of every sub-network (targets and predictors), the normalisation, every
+    training parameter, training history, device, software versions, the SHA-256 of the
+    weights and a SHA-256 of the JSON content itself.
+``weights.npz``
+    Plain float32 arrays, four per sub-network (``W1``, ``b1``, ``W2``, ``b2``), read with
+    ``allow_pickle=False``.
+
+Loading parses JSON and numeric arrays only: nothing in a model directory is executed or
+unpickled, so a model from a stranger (a Galaxy upload) is safe to load. Prediction is
+plain numpy, so imputation needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepimpute_tool import __version__
+from deepimpute_tool.errors import InputError
+
+MODEL_FORMAT = "deepimpute-tool-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "weights.npz"
+NORMALISATIONS = ("library", "log1p")
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How counts become network inputs and outputs, and back.
+
+    ``library``: counts are scaled to ``target_sum`` counts per cell (the library size being
+    the cell's total over the model's genes), then log1p. ``log1p``: log1p of raw counts, as
+    the original DeepImpute.
+    """
+
+    method: str = "library"
+    target_sum: float = 10_000.0
+
+    def size_factors(self, library_sizes: np.ndarray) -> np.ndarray:
+        """Multipliers from counts to the normalised scale, one per cell."""
+        if self.method == "log1p":
+            return np.ones_like(library_sizes, dtype=np.float32)
+        safe = np.where(library_sizes > 0, library_sizes, 1.0)
+        return (self.target_sum / safe).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "target_sum": self.target_sum}
+
+
+@dataclass(frozen=True)
+class SubNetwork:
+    """One sub-network: predictor genes in, target genes out, two dense layers."""
+
+    targets: np.ndarray
+    predictors: np.ndarray
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+
+    def predict_log(self, inputs: np.ndarray) -> np.ndarray:
+        """Normalised log values of the targets from those of the predictors (cells x genes)."""
+        hidden = np.maximum(inputs @ self.W1 + self.b1, 0.0)
+        return np.logaddexp(0.0, hidden @ self.W2 + self.b2).astype(np.float32)  # softplus
+
+
+@dataclass(frozen=True)
+class Model:
+    """All sub-networks with the metadata needed to impute any Loom that has their genes."""
+
+    subnetworks: list[SubNetwork]
+    normalisation: Normalisation
+    parameters: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def target_genes(self) -> np.ndarray:
+        return np.concatenate([net.targets for net in self.subnetworks])
+
+    @property
+    def genes(self) -> np.ndarray:
+        """Every gene the model reads: targets and predictors, sorted."""
+        return np.unique(
+            np.concatenate([g for net in self.subnetworks for g in (net.targets, net.predictors)])
+        )
+
+    def predict_counts(self, counts: np.ndarray, gene_names: np.ndarray) -> np.ndarray:
+        """Predicted counts of the target genes, on the scale of ``counts``.
+
+        Parameters
+        ----------
+        counts
+            Cells x genes raw counts; ``gene_names`` names its columns and must include
+            every gene of :attr:`genes`.
+
+        Returns
+        -------
+        Cells x targets array, columns in the order of :attr:`target_genes`.
+        """
+        position = {name: i for i, name in enumerate(gene_names)}
+        model_columns = np.array([position[g] for g in self.genes])
+        library_sizes = counts[:, model_columns].sum(axis=1)
+        factors = self.normalisation.size_factors(library_sizes)[:, None]
+        predictions = []
+        for net in self.subnetworks:
+            inputs = np.log1p(counts[:, [position[g] for g in net.predictors]] * factors)
+            predictions.append(np.expm1(net.predict_log(inputs.astype(np.float32))) / factors)
+        return np.concatenate(predictions, axis=1).astype(np.float32)
+
+    # ------------------------------------------------------------ save / load
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``model.json`` and ``weights.npz`` into an existing empty directory."""
+        directory = Path(directory)
+        arrays = {}
+        for i, net in enumerate(self.subnetworks):
+            for name in ("W1", "b1", "W2", "b2"):
+                arrays[f"subnet{i:04d}/{name}"] = np.asarray(getattr(net, name), dtype=np.float32)
+        weights_path = directory / WEIGHTS_FILE
+        np.savez(weights_path, **arrays)
+        content = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "tool_version": __version__,
+            "architecture": {"hidden_activation": "relu", "output_activation": "softplus"},
+            "normalisation": self.normalisation.to_dict(),
+            "parameters": self.parameters,
+            "training": self.training,
+            "versions": self.versions,
+            "subnetworks": [
+                {"targets": net.targets.tolist(), "predictors": net.predictors.tolist()}
+                for net in self.subnetworks
+            ],
+            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256_file(weights_path)},
+        }
+        content["content_sha256"] = _sha256_json(content)
+        (directory / MODEL_JSON).write_text(json.dumps(content, indent=1, default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in model.json")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_json(content: dict) -> str:
+    body = {k: v for k, v in content.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=_plain).encode()).hexdigest()
+
+
+def load_model(directory: str | os.PathLike) -> Model:
+    """Load a model directory, checking it is complete, compatible and unaltered."""
+    directory = Path(directory)
+    where = str(directory)
+    if not directory.exists():
+        raise InputError(where, "no such model directory")
+    if not directory.is_dir():
+        raise InputError(where, "is not a model directory (a file; unzip a zipped model first)")
+    json_path, weights_path = directory / MODEL_JSON, directory / WEIGHTS_FILE
+    for required in (json_path, weights_path):
+        if not required.is_file():
+            raise InputError(where, f"incomplete model: {required.name} is missing")
+    try:
+        content = json.loads(json_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(str(json_path), f"is not valid JSON: {error}") from error
+    if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
+        raise InputError(str(json_path), "is not a deepimpute-tool model")
+    if content.get("format_version") != MODEL_FORMAT_VERSION:
+        raise InputError(
+            where,
+            f"model format version {content.get('format_version')} (written by deepimpute-tool "
+            f"{content.get('tool_version')}) is not supported by this version "
+            f"({__version__}, format {MODEL_FORMAT_VERSION})",
+        )
+    if content.get("content_sha256") != _sha256_json(content):
+        raise InputError(str(json_path), "has been altered since it was written (checksum mismatch)")
+    if content["weights"]["sha256"] != _sha256_file(weights_path):
+        raise InputError(str(weights_path), "has been altered since it was written (checksum mismatch)")
+    try:
+        with np.load(weights_path, allow_pickle=False) as arrays:
+            weights = {key: arrays[key] for key in arrays.files}
+    except Exception as error:
+        raise InputError(str(weights_path), f"cannot be read: {error}") from error
+    subnetworks = []
+    for i, entry in enumerate(content["subnetworks"]):
+        targets = np.array(entry["targets"], dtype=str)
+        predictors = np.array(entry["predictors"], dtype=str)
+        W1, b1, W2, b2 = (weights[f"subnet{i:04d}/{name}"] for name in ("W1", "b1", "W2", "b2"))
+        if W1.shape[0] != predictors.size or W2.shape[1] != targets.size:
+            raise InputError(where, f"sub-network {i}: weights do not match its gene lists")
+        subnetworks.append(SubNetwork(targets, predictors, W1, b1, W2, b2))
+    normalisation = Normalisation(**content["normalisation"])
+    if normalisation.method not in NORMALISATIONS:
+        raise InputError(where, f"unknown normalisation {normalisation.method!r}")
+    return Model(
+        subnetworks=subnetworks,
+        normalisation=normalisation,
+        parameters=content["parameters"],
+        training=content["training"],
+        versions=content["versions"],
+    )

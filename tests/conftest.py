@@ -1,0 +1,46 @@
+"""Shared fixtures: real count matrices shipped in tests/data (copies of ../shared/data files)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepimpute_tool.io import read_loom
+from deepimpute_tool.model import Model
+from deepimpute_tool.training import TrainingParameters, train
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parent.parent
+PBMC_SMALL = DATA / "pbmc_small.loom"  # 230 genes x 80 cells, CellType labels
+PBMC68K = DATA / "pbmc68k_reduced.loom"  # 765 genes x 700 cells, CellType labels
+QUICK = {"max_epochs": 3, "seed": 0, "cores": 2}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def pbmc68k():
+    return read_loom(PBMC68K)
+
+
+@pytest.fixture(scope="session")
+def pbmc68k_model(pbmc68k) -> Model:
+    """A real model, trained for a few epochs on pbmc68k_reduced (two sub-networks)."""
+    params = TrainingParameters(subset_size=400, **QUICK)
+    return train(pbmc68k.counts, pbmc68k.genes, params=params)
+
+
+@pytest.fixture(scope="session")
+def pbmc68k_model_dir(pbmc68k_model, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    pbmc68k_model.save(directory)
+    return directory
+
+
+def dense(matrix) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import loompy
+import numpy as np
+import pytest
+from conftest import PBMC68K, dense
+
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.imputation import apply_policy, impute_counts, impute_loom
+from deepimpute_tool.io import read_loom
+
+
+def test_restore_keeps_every_observed_value_bit_for_bit(pbmc68k, pbmc68k_model):
+    counts = dense(pbmc68k.counts)
+    imputed = impute_counts(counts, pbmc68k.genes, pbmc68k_model, policy="restore")
+    observed = counts > 0
+    assert np.array_equal(imputed[observed].view(np.uint32), counts[observed].view(np.uint32))
+    targets = np.isin(pbmc68k.genes, pbmc68k_model.target_genes)
+    assert (imputed[:, targets][~observed[:, targets]] > 0).mean() > 0.99
+    np.testing.assert_array_equal(imputed[:, ~targets], counts[:, ~targets])
+
+
+def test_policies():
+    observed = np.array([[0.0, 3.0, 5.0]], np.float32)
+    predicted = np.array([[1.5, 4.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(apply_policy(observed, predicted, policy="restore"), [[1.5, 3.0, 5.0]])
+    np.testing.assert_array_equal(apply_policy(observed, predicted, policy="max"), [[1.5, 4.0, 5.0]])
+    np.testing.assert_array_equal(apply_policy(observed, predicted, policy="all"), predicted)
+
+
+def test_loom_keeps_order_attributes_layers_and_chunking_changes_nothing(pbmc68k_model, tmp_path):
+    source = tmp_path / "in.loom"
+    data = read_loom(PBMC68K)
+    with loompy.connect(str(PBMC68K), "r") as ds:
+        counts = ds[:, :]
+        loompy.create(
+            str(source),
+            {"": counts, "spliced": counts * 2},
+            dict(ds.ra),
+            dict(ds.ca),
+            file_attrs={"note": "kept"},
+        )
+    one_block, many_blocks = tmp_path / "one.loom", tmp_path / "many.loom"
+    summary = impute_loom(source, pbmc68k_model, one_block)
+    impute_loom(source, pbmc68k_model, many_blocks, chunk_cells=97)
+    with loompy.connect(str(one_block), "r") as a, loompy.connect(str(many_blocks), "r") as b:
+        np.testing.assert_array_equal(a[:, :], b[:, :])
+        np.testing.assert_array_equal(a.ca.CellID, data.cells)
+        np.testing.assert_array_equal(a.ra.Gene, data.genes)
+        np.testing.assert_array_equal(a.ca.CellType, data.cell_attrs["CellType"])
+        np.testing.assert_array_equal(a.layers["raw"][:, :], counts)
+        np.testing.assert_array_equal(a.layers["spliced"][:, :], counts * 2)
+        assert a.attrs["note"] == "kept"
+        assert set(a.layers.keys()) == {"", "raw", "spliced"}
+        expected = impute_counts(counts.T, data.genes, pbmc68k_model).T
+        np.testing.assert_array_equal(a[:, :], expected)
+    assert summary.zeros_filled > 0 and summary.cells == data.n_cells
+
+
+def test_missing_model_genes_are_named(pbmc68k_model, tmp_path):
+    data = read_loom(PBMC68K)
+    source = tmp_path / "fewer.loom"
+    keep = ~np.isin(data.genes, pbmc68k_model.target_genes[:3])
+    loompy.create(str(source), dense(data.counts).T[keep], {"Gene": data.genes[keep]}, {"CellID": data.cells})
+    with pytest.raises(InputError, match="lacks 3 of the model") as caught:
+        impute_loom(source, pbmc68k_model, tmp_path / "out.loom")
+    assert pbmc68k_model.target_genes[0] in str(caught.value)
+    assert not (tmp_path / "out.loom").exists()

@@ -1,0 +1,113 @@
+"""Reading every supported input format and writing Loom, on real data."""
+
+from __future__ import annotations
+
+import gzip
+
+import anndata
+import h5py
+import loompy
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+from conftest import PBMC_SMALL, dense
+
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.io import check_counts, make_unique, read_dataset, read_loom, write_loom
+
+
+@pytest.fixture(scope="module")
+def small():
+    return read_loom(PBMC_SMALL)
+
+
+def test_loom_is_read_cells_by_genes_with_names(small):
+    with loompy.connect(str(PBMC_SMALL), "r") as ds:
+        truth = ds[:, :]
+        assert small.counts.shape == (ds.shape[1], ds.shape[0])
+        np.testing.assert_array_equal(dense(small.counts), truth.T)
+        np.testing.assert_array_equal(small.genes, ds.ra.Gene)
+        np.testing.assert_array_equal(small.cells, ds.ca.CellID)
+        assert set(small.cell_attrs) >= {"CellType"}
+
+
+def test_h5ad_10x_and_tables_give_the_same_counts(small, tmp_path):
+    counts = dense(small.counts)
+    adata = anndata.AnnData(
+        X=sp.csr_matrix(counts), obs=pd.DataFrame(index=small.cells), var=pd.DataFrame(index=small.genes)
+    )
+    adata.write_h5ad(tmp_path / "x.h5ad")
+
+    tenx = tmp_path / "tenx"
+    tenx.mkdir()
+    with gzip.open(tenx / "matrix.mtx.gz", "wb") as handle:
+        scipy.io.mmwrite(handle, sp.coo_matrix(counts.T))
+    pd.DataFrame(
+        {"id": [f"ENSG{i}" for i in range(small.n_genes)], "name": small.genes, "type": "Gene Expression"}
+    ).to_csv(tenx / "features.tsv.gz", sep="\t", header=False, index=False)
+    pd.Series(small.cells).to_csv(tenx / "barcodes.tsv.gz", sep="\t", header=False, index=False)
+
+    csc = sp.csc_matrix(counts.T)
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        group = f.create_group("matrix")
+        group["data"], group["indices"], group["indptr"] = csc.data.astype(np.int32), csc.indices, csc.indptr
+        group["shape"] = np.array(csc.shape)
+        group["barcodes"] = small.cells.astype("S")
+        group.create_group("features")
+        group["features/name"] = small.genes.astype("S")
+        group["features/id"] = np.array([f"ENSG{i}" for i in range(small.n_genes)], dtype="S")
+
+    genes_by_cells = pd.DataFrame(counts.T, index=small.genes, columns=small.cells)
+    genes_by_cells.to_csv(tmp_path / "genes_by_cells.csv")
+    genes_by_cells.T.to_csv(tmp_path / "cells_by_genes.tsv", sep="\t")
+
+    for path, options in [
+        (tmp_path / "x.h5ad", {}),
+        (tenx, {}),
+        (tmp_path / "x.h5", {}),
+        (tmp_path / "genes_by_cells.csv", {}),
+        (tmp_path / "cells_by_genes.tsv", {"orientation": "cells-by-genes"}),
+    ]:
+        dataset = read_dataset(path, **options)
+        np.testing.assert_array_equal(dense(dataset.counts), counts, err_msg=str(path))
+        np.testing.assert_array_equal(dataset.genes, small.genes, err_msg=str(path))
+        np.testing.assert_array_equal(dataset.cells, small.cells, err_msg=str(path))
+
+
+def test_scanpy_style_names_are_accepted(small, tmp_path):
+    path = tmp_path / "scanpy.loom"
+    loompy.create(str(path), dense(small.counts).T, {"var_names": small.genes}, {"obs_names": small.cells})
+    dataset = read_loom(path)
+    np.testing.assert_array_equal(dataset.genes, small.genes)
+    np.testing.assert_array_equal(dataset.cells, small.cells)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [([1.0, -2.0], "negative"), ([1.0, np.nan], "NaN"), ([1.0, 0.5], "non-integer")],
+)
+def test_values_that_are_not_counts_are_refused(values, problem):
+    with pytest.raises(InputError, match=problem) as caught:
+        check_counts(np.array(values), path="in.loom")
+    assert caught.value.path == "in.loom"
+    assert "raw" in caught.value.problem
+
+
+def test_make_unique_suffixes_repeats_only():
+    np.testing.assert_array_equal(
+        make_unique(np.array(["A", "B", "A", "A", "A-1"])), ["A", "B", "A-2", "A-3", "A-1"]
+    )
+
+
+def test_write_loom_round_trips_attributes_layers_and_provenance(small, tmp_path):
+    small.layers["spliced"] = small.counts * 2
+    path = tmp_path / "out.loom"
+    write_loom(path, small, file_attrs={"deepimpute_test": "{}"})
+    again = read_loom(path)
+    np.testing.assert_array_equal(dense(again.counts), dense(small.counts))
+    np.testing.assert_array_equal(dense(again.layers["spliced"]), dense(small.counts) * 2)
+    np.testing.assert_array_equal(again.cell_attrs["CellType"], small.cell_attrs["CellType"])
+    assert again.file_attrs["deepimpute_test"] == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.loom"]

@@ -1,0 +1,102 @@
+"""Saving, loading and checking model directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, dense
+
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.model import load_model
+
+
+def test_round_trip_predicts_identically(pbmc68k, pbmc68k_model, pbmc68k_model_dir):
+    loaded = load_model(pbmc68k_model_dir)
+    counts = dense(pbmc68k.counts)
+    np.testing.assert_array_equal(
+        loaded.predict_counts(counts, pbmc68k.genes), pbmc68k_model.predict_counts(counts, pbmc68k.genes)
+    )
+    assert loaded.parameters["learning_rate"] == 1e-4
+    assert loaded.training["device"].endswith("CPU:0")
+    assert loaded.versions["tensorflow"]
+
+
+def test_another_process_imputes_identical_numbers(pbmc68k, pbmc68k_model, pbmc68k_model_dir, tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from deepimpute_tool.io import read_loom\n"
+        "from deepimpute_tool.model import load_model\n"
+        "d = read_loom(sys.argv[1])\n"
+        "np.save(sys.argv[3], load_model(sys.argv[2]).predict_counts(d.counts.toarray(), d.genes))\n"
+    )
+    out = tmp_path / "prediction.npy"
+    from conftest import PBMC68K
+
+    subprocess.run(
+        [sys.executable, "-c", script, str(PBMC68K), str(pbmc68k_model_dir), str(out)], check=True, cwd=REPO
+    )
+    np.testing.assert_array_equal(
+        np.load(out), pbmc68k_model.predict_counts(dense(pbmc68k.counts), pbmc68k.genes)
+    )
+
+
+def _copy(model_dir, tmp_path):
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def test_missing_file_is_incomplete(pbmc68k_model_dir, tmp_path):
+    model = _copy(pbmc68k_model_dir, tmp_path)
+    (model / "weights.npz").unlink()
+    with pytest.raises(InputError, match=r"incomplete model: weights\.npz"):
+        load_model(model)
+
+
+def test_altered_weights_or_gene_lists_are_detected(pbmc68k_model_dir, tmp_path):
+    model = _copy(pbmc68k_model_dir, tmp_path)
+    with np.load(model / "weights.npz") as arrays:
+        weights = dict(arrays)
+    weights["subnet0000/b2"] = weights["subnet0000/b2"] + 1
+    np.savez(model / "weights.npz", **weights)
+    with pytest.raises(InputError, match="altered"):
+        load_model(model)
+
+    model = _copy(pbmc68k_model_dir, tmp_path / "second")
+    content = json.loads((model / "model.json").read_text())
+    content["subnetworks"][0]["targets"][0] = "SOMETHING_ELSE"
+    (model / "model.json").write_text(json.dumps(content))
+    with pytest.raises(InputError, match="altered"):
+        load_model(model)
+
+
+def test_incompatible_format_version_is_refused(pbmc68k_model_dir, tmp_path):
+    model = _copy(pbmc68k_model_dir, tmp_path)
+    content = json.loads((model / "model.json").read_text())
+    content["format_version"] = 99
+    (model / "model.json").write_text(json.dumps(content))
+    with pytest.raises(InputError, match="format version 99"):
+        load_model(model)
+
+
+def test_pickled_arrays_are_never_loaded(pbmc68k_model_dir, tmp_path):
+    """A weights file carrying a Python object (which unpickling would run) is refused."""
+    import hashlib
+
+    model = _copy(pbmc68k_model_dir, tmp_path)
+    with np.load(model / "weights.npz") as arrays:
+        weights = dict(arrays)
+    weights["subnet0000/W1"] = np.array([{"payload": 1}], dtype=object)
+    np.savez(model / "weights.npz", **weights)
+    content = json.loads((model / "model.json").read_text())
+    content["weights"]["sha256"] = hashlib.sha256((model / "weights.npz").read_bytes()).hexdigest()
+    body = {k: v for k, v in content.items() if k != "content_sha256"}
+    content["content_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    (model / "model.json").write_text(json.dumps(content))
+    with pytest.raises(InputError, match="cannot be read"):
+        load_model(model)

@@ -1,0 +1,159 @@
+"""Gene selection, sub-network layout and real TensorFlow training on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import QUICK, dense
+
+from deepimpute_tool.training import (
+    TrainingError,
+    TrainingParameters,
+    fit_subnetworks,
+    normalised_log,
+    select_predictors,
+    select_targets,
+    split_subsets,
+    train,
+    variance_mean_ratio,
+)
+
+
+def test_variance_mean_ratio_matches_numpy(pbmc68k):
+    counts = dense(pbmc68k.counts)
+    mean = counts.mean(0)
+    expected = np.divide(counts.var(0, ddof=1), mean, out=np.zeros_like(mean), where=mean > 0)
+    np.testing.assert_allclose(variance_mean_ratio(pbmc68k.counts), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_targets_pass_the_threshold_highest_first_and_respect_the_cap(pbmc68k):
+    vmr = variance_mean_ratio(pbmc68k.counts)
+    targets = select_targets(pbmc68k.counts, min_vmr=2.0)
+    assert np.all(vmr[targets] > 2.0) and np.all(np.diff(vmr[targets]) <= 0)
+    assert set(np.flatnonzero(vmr > 2.0)) == set(targets)
+    np.testing.assert_array_equal(select_targets(pbmc68k.counts, min_vmr=2.0, max_genes=7), targets[:7])
+
+
+@pytest.mark.parametrize(("n_targets", "sizes"), [(1300, [512, 512, 276]), (100, [100]), (1024, [512, 512])])
+def test_subsets_cover_each_target_once_with_a_smaller_remainder(n_targets, sizes):
+    subsets = split_subsets(np.arange(n_targets), subset_size=512, rng=np.random.default_rng(0))
+    assert [s.size for s in subsets] == sizes
+    np.testing.assert_array_equal(np.sort(np.concatenate(subsets)), np.arange(n_targets))
+
+
+def test_too_few_genes_for_one_subset_still_gives_every_subnetwork_inputs():
+    subsets = split_subsets(np.arange(230), subset_size=512, min_subsets=2, rng=np.random.default_rng(0))
+    assert [s.size for s in subsets] == [115, 115]
+
+
+def test_a_dataset_smaller_than_one_subset_trains():
+    from conftest import PBMC_SMALL
+
+    from deepimpute_tool.io import read_loom
+
+    data = read_loom(PBMC_SMALL)  # 230 genes, all of them targets
+    model = train(data.counts, data.genes, params=TrainingParameters(**QUICK))
+    assert len(model.subnetworks) == 2 and model.target_genes.size == 230
+    for net in model.subnetworks:
+        assert net.predictors.size >= 5 and not np.intersect1d(net.predictors, net.targets).size
+
+
+def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k):
+    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+    subsets = split_subsets(np.arange(pbmc68k.n_genes), subset_size=300, rng=np.random.default_rng(1))
+    predictors = select_predictors(log_values, subsets, ntop=5)
+    x = dense(log_values)
+    corr = np.abs(np.corrcoef(x.T))
+    for targets, chosen in zip(subsets, predictors):
+        assert not np.intersect1d(targets, chosen).size
+        assert 5 <= chosen.size <= 5 * targets.size
+        # the best outside gene of a target is always among the predictors
+        for target in targets[:20]:
+            row = corr[target].copy()
+            row[targets] = -1
+            row[~np.isfinite(row)] = -1
+            assert np.argmax(row) in chosen
+
+
+def _small_problem(pbmc68k, n_genes=40):
+    x = np.log1p(dense(pbmc68k.counts)[:, :n_genes]).astype(np.float32)
+    inputs = [np.arange(0, 20), np.arange(10, 40)]
+    outputs = [np.arange(20, 40), np.arange(0, 10)]
+    return x, inputs, outputs
+
+
+@pytest.mark.parametrize("learning_rate", [1e-4, 1e-3])
+def test_adam_uses_exactly_the_learning_rate_asked_for(pbmc68k, learning_rate):
+    x, inputs, outputs = _small_problem(pbmc68k)
+    params = TrainingParameters(
+        learning_rate=learning_rate, batch_size=10_000, max_epochs=1, dropout=0.0, cores=2
+    )
+    weights, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
+    # one step from zero-initialised output biases moves each by lr * g / (|g| + eps)
+    steps = np.abs(np.concatenate([w[3] for w in weights]))
+    assert history["epochs"] == 1
+    assert steps.max() <= learning_rate * (1 + 1e-4)
+    assert np.median(steps) > 0.9 * learning_rate
+
+
+def test_early_stopping_keeps_each_subnetworks_best_epoch(pbmc68k):
+    x, inputs, outputs = _small_problem(pbmc68k)
+    params = TrainingParameters(learning_rate=3e-2, max_epochs=60, patience=3, cores=2)
+    weights, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
+    assert history["epochs"] < 60
+    assert all(best <= history["epochs"] - 3 for best in history["best_epoch"])
+    assert [w[0].shape for w in weights] == [(20, 256), (30, 256)]
+    assert [w[2].shape for w in weights] == [(256, 20), (256, 10)]
+
+
+@pytest.fixture(scope="module")
+def pbmc3k_genes():
+    """1,300+ genes of real PBMC data: pbmc68k_reduced's 765 genes are too few, so stack two copies thinned."""
+    from conftest import PBMC68K
+
+    from deepimpute_tool.io import read_loom
+
+    data = read_loom(PBMC68K)
+    rng = np.random.default_rng(0)
+    counts = dense(data.counts)
+    thinned = rng.binomial(counts.astype(np.int64), 0.7).astype(np.float32)
+    genes = np.concatenate([data.genes, np.char.add(data.genes.astype(str), "_thinned")])
+    return sp.csr_matrix(np.hstack([counts, thinned])), genes
+
+
+@pytest.mark.parametrize(("max_genes", "n_nets"), [(100, 1), (1300, 3)])
+def test_gene_sets_of_100_and_1300_genes_train(pbmc3k_genes, max_genes, n_nets):
+    counts, genes = pbmc3k_genes
+    model = train(counts, genes, params=TrainingParameters(min_vmr=0.0, max_genes=max_genes, **QUICK))
+    assert len(model.subnetworks) == n_nets
+    assert model.target_genes.size == max_genes == np.unique(model.target_genes).size
+    predicted = model.predict_counts(dense(counts)[:50], genes)
+    assert predicted.shape == (50, max_genes)
+    assert np.all(np.isfinite(predicted)) and np.all(predicted >= 0)
+
+
+def test_cell_fraction_and_cell_count_subsample(pbmc68k):
+    model = train(
+        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(cell_fraction=0.5, max_genes=50, **QUICK)
+    )
+    assert model.training["cells"] == 350
+    model = train(
+        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(cell_fraction=200, max_genes=50, **QUICK)
+    )
+    assert model.training["cells"] == 200
+    assert model.training["validation_cells"] == 10
+
+
+def test_too_few_cells_is_a_clear_error(pbmc68k):
+    with pytest.raises(TrainingError, match="too few cells"):
+        train(pbmc68k.counts[:30], pbmc68k.genes, params=TrainingParameters(**QUICK))
+
+
+def test_gpu_request_without_gpu_fails_clearly(pbmc68k):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    with pytest.raises(TrainingError, match="no GPU"):
+        train(pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(device="gpu", **QUICK))
