@@ -364,6 +364,37 @@ def score_command(input_path, output, labels, plots, seed, quiet):
         click.echo(summary_table(metrics))
 
 
+@cli.command("split")
+@click.argument("input_path", metavar="IN.loom", type=click.Path(path_type=Path))
+@click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Cells per chunk."
+)
+@quiet_option
+@reports_input_errors
+def split_command(input_path, outdir, chunk_size, quiet):
+    """Split IN into Looms of --chunk-size cells (OUTDIR/<name>.chunkNNNN.loom) to impute in parallel.
+
+    Each chunk records its place, so `merge` restores the cell order whatever order the
+    imputed chunks come back in.
+    """
+    from deepimpute_tool.steps import split_file
+
+    split_file(input_path, outdir, chunk_size=chunk_size, progress=_progress(quiet))
+
+
+@cli.command("merge")
+@click.argument("output", metavar="OUT.loom", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("chunks", metavar="CHUNK.loom...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@quiet_option
+@reports_input_errors
+def merge_command(output, chunks, quiet):
+    """Merge the chunks made by `split` (after `impute`) back into one Loom, in the original cell order."""
+    from deepimpute_tool.steps import merge_files
+
+    merge_files(list(chunks), output, progress=_progress(quiet))
+
+
 @cli.command("run")
 @click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
@@ -464,4 +495,6 @@ mask_main = _standalone("mask")
 train_main = _standalone("train")
 impute_main = _standalone("impute")
 score_main = _standalone("score")
+split_main = _standalone("split")
+merge_main = _standalone("merge")
 run_main = _standalone("run")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import loompy
 import numpy as np
 
 from deepimpute_tool.errors import InputError
@@ -16,6 +15,7 @@ from deepimpute_tool.io import (
     check_unique,
     loom_cell_chunks,
     loom_names,
+    new_loom,
     open_loom,
 )
 from deepimpute_tool.model import Model
@@ -109,7 +109,7 @@ def impute_loom(
         chunks = loom_cell_chunks(n_genes, n_cells, chunk_cells=chunk_cells)
         progress.start()
         with atomic_path(out_path) as temporary:
-            with loompy.new(str(temporary)) as out:
+            with new_loom(temporary) as out:
                 for cols in chunks:
                     counts = np.asarray(source[:, cols], dtype=np.float32).T
                     check_counts(counts, path=in_path)

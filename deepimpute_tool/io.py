@@ -437,6 +437,16 @@ def _loom_attr(values: np.ndarray) -> np.ndarray:
     return values
 
 
+@contextlib.contextmanager
+def new_loom(path: str | os.PathLike) -> Iterator[loompy.LoomConnection]:
+    """An empty Loom to fill with ``add_columns``; closed without loompy's check on errors."""
+    connection = loompy.new(str(path))
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def write_loom(path: str | os.PathLike, dataset: Dataset, *, file_attrs: dict[str, str]) -> None:
     """Write ``dataset`` as a Loom file (genes x cells), atomically."""
     gene_attrs = {k: _loom_attr(v) for k, v in dataset.gene_attrs.items()}

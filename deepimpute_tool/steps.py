@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from deepimpute_tool.chunking import merge_looms, split_loom
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.filtering import quality_filter
 from deepimpute_tool.imputation import ImputeSummary, impute_loom
@@ -191,3 +192,22 @@ def score_file(
         for figure in draw_plots(metrics, entries, plots):
             progress.message(f"figure: {figure}")
     return metrics
+
+
+def split_file(
+    in_path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size: int = 10_000, progress: Progress
+) -> list[Path]:
+    """Split a Loom into Looms of ``chunk_size`` cells each, to impute them in parallel."""
+    chunks = split_loom(
+        in_path, out_dir, chunk_size=chunk_size, file_attrs=provenance("split", {"chunk_size": chunk_size})
+    )
+    progress.message(f"wrote {len(chunks)} chunks of at most {chunk_size} cells to {out_dir}")
+    return chunks
+
+
+def merge_files(
+    chunk_paths: list[str | os.PathLike], out_path: str | os.PathLike, *, progress: Progress
+) -> None:
+    """Merge chunks made by ``split_file`` (imputed or not) back into one Loom, in cell order."""
+    n_cells = merge_looms(chunk_paths, out_path, file_attrs=provenance("merge", {"chunks": len(chunk_paths)}))
+    progress.message(f"merged {len(chunk_paths)} chunks ({n_cells} cells) into {out_path}")
