@@ -91,9 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--original-python", required=True, help="Python of an environment with deepimpute==1.2"
-    )
+    parser.add_argument("--original-python", help="Python of an environment with deepimpute==1.2")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "accuracy.json")

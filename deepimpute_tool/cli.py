@@ -176,15 +176,15 @@ train_options = options(
         type=click.Choice(NORMALISATIONS),
         default=DEFAULTS.normalisation,
         show_default=True,
-        help="library: scale each cell to --target-sum counts, then log1p; log1p: log1p of raw counts "
-        "(the original DeepImpute).",
+        help="log1p: log1p of raw counts, as the original DeepImpute (the more accurate on the "
+        "benchmarks); library: scale each cell to --target-sum counts, then log1p.",
     ),
     click.option(
         "--target-sum",
         type=click.FloatRange(min=0, min_open=True),
         default=DEFAULTS.target_sum,
         show_default=True,
-        help="Counts per cell after library-size normalisation.",
+        help="Counts per cell with --normalisation library.",
     ),
     click.option(
         "--cores",
@@ -291,12 +291,12 @@ def mask_command(input_path, output, cells_per_gene, seed, quiet):
 
 @cli.command("train")
 @click.argument("input_path", metavar="IN.loom", type=click.Path(path_type=Path))
-@click.argument("model", metavar="MODEL", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model", metavar="MODEL", type=click.Path(path_type=Path))
 @train_options
 @quiet_option
 @reports_input_errors
 def train_command(input_path, model, quiet, **kwargs):
-    """Train a DeepImpute model on raw counts; write it to the directory MODEL.
+    """Train a DeepImpute model on raw counts; write it to the directory MODEL (a zip file if MODEL ends in .zip).
 
     MODEL holds everything needed to impute later, in another process, any Loom that
     has its genes: weights (plain arrays), gene lists, normalisation, parameters, training

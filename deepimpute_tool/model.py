@@ -18,8 +18,11 @@ plain numpy, so imputation needs no TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,19 +35,19 @@ MODEL_FORMAT = "deepimpute-tool-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.npz"
-NORMALISATIONS = ("library", "log1p")
+NORMALISATIONS = ("log1p", "library")
 
 
 @dataclass(frozen=True)
 class Normalisation:
     """How counts become network inputs and outputs, and back.
 
-    ``library``: counts are scaled to ``target_sum`` counts per cell (the library size being
-    the cell's total over the model's genes), then log1p. ``log1p``: log1p of raw counts, as
-    the original DeepImpute.
+    ``log1p``: log1p of raw counts, as the original DeepImpute. ``library``: counts are scaled
+    to ``target_sum`` counts per cell (the library size being the cell's total over the
+    model's genes), then log1p; predictions are scaled back by the same factor.
     """
 
-    method: str = "library"
+    method: str = "log1p"
     target_sum: float = 10_000.0
 
     def size_factors(self, library_sizes: np.ndarray) -> np.ndarray:
@@ -148,6 +151,14 @@ class Model:
         content["content_sha256"] = _sha256_json(content)
         (directory / MODEL_JSON).write_text(json.dumps(content, indent=1, default=_plain))
 
+    def save_zip(self, path: str | os.PathLike) -> None:
+        """Write the model as a zip file holding ``model.json`` and ``weights.npz``."""
+        with tempfile.TemporaryDirectory() as directory:
+            self.save(directory)
+            with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for name in (MODEL_JSON, WEIGHTS_FILE):
+                    archive.write(Path(directory) / name, name)
+
 
 def _plain(value):
     if isinstance(value, np.generic):
@@ -170,24 +181,46 @@ def _sha256_json(content: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=_plain).encode()).hexdigest()
 
 
-def load_model(directory: str | os.PathLike) -> Model:
-    """Load a model directory, checking it is complete, compatible and unaltered."""
-    directory = Path(directory)
-    where = str(directory)
-    if not directory.exists():
-        raise InputError(where, "no such model directory")
-    if not directory.is_dir():
-        raise InputError(where, "is not a model directory (a file; unzip a zipped model first)")
-    json_path, weights_path = directory / MODEL_JSON, directory / WEIGHTS_FILE
-    for required in (json_path, weights_path):
-        if not required.is_file():
-            raise InputError(where, f"incomplete model: {required.name} is missing")
+def _model_files(path: Path) -> tuple[bytes, bytes]:
+    """The bytes of model.json and weights.npz, from a model directory or a zip of one."""
+    where = str(path)
+    if not path.exists():
+        raise InputError(where, "no such model directory or zip file")
+    if path.is_dir():
+        found = {name: path / name for name in (MODEL_JSON, WEIGHTS_FILE) if (path / name).is_file()}
+        read = {name: location.read_bytes for name, location in found.items()}
+    elif zipfile.is_zipfile(path):
+        archive = zipfile.ZipFile(path)
+        names = {
+            Path(name).name: name
+            for name in archive.namelist()
+            if Path(name).name in (MODEL_JSON, WEIGHTS_FILE)
+        }
+        read = {name: (lambda member=member: archive.read(member)) for name, member in names.items()}
+    else:
+        raise InputError(
+            where, "is not a model: give the directory (or zip file) written by 'deepimpute train'"
+        )
+    for required in (MODEL_JSON, WEIGHTS_FILE):
+        if required not in read:
+            raise InputError(where, f"incomplete model: {required} is missing")
     try:
-        content = json.loads(json_path.read_text())
+        return read[MODEL_JSON](), read[WEIGHTS_FILE]()
+    except (OSError, zipfile.BadZipFile) as error:
+        raise InputError(where, f"cannot be read: {error}") from error
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Load a model directory (or a zip of one), checking it is complete, compatible and unaltered."""
+    path = Path(path)
+    where = str(path)
+    json_bytes, weights_bytes = _model_files(path)
+    try:
+        content = json.loads(json_bytes.decode())
     except (ValueError, UnicodeDecodeError) as error:
-        raise InputError(str(json_path), f"is not valid JSON: {error}") from error
+        raise InputError(where, f"{MODEL_JSON} is not valid JSON: {error}") from error
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
-        raise InputError(str(json_path), "is not a deepimpute-tool model")
+        raise InputError(where, f"{MODEL_JSON} is not a deepimpute-tool model")
     if content.get("format_version") != MODEL_FORMAT_VERSION:
         raise InputError(
             where,
@@ -196,14 +229,14 @@ def load_model(directory: str | os.PathLike) -> Model:
             f"({__version__}, format {MODEL_FORMAT_VERSION})",
         )
     if content.get("content_sha256") != _sha256_json(content):
-        raise InputError(str(json_path), "has been altered since it was written (checksum mismatch)")
-    if content["weights"]["sha256"] != _sha256_file(weights_path):
-        raise InputError(str(weights_path), "has been altered since it was written (checksum mismatch)")
+        raise InputError(where, f"{MODEL_JSON} has been altered since it was written (checksum mismatch)")
+    if content["weights"]["sha256"] != hashlib.sha256(weights_bytes).hexdigest():
+        raise InputError(where, f"{WEIGHTS_FILE} has been altered since it was written (checksum mismatch)")
     try:
-        with np.load(weights_path, allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as arrays:
             weights = {key: arrays[key] for key in arrays.files}
     except Exception as error:
-        raise InputError(str(weights_path), f"cannot be read: {error}") from error
+        raise InputError(where, f"{WEIGHTS_FILE} cannot be read: {error}") from error
     subnetworks = []
     for i, entry in enumerate(content["subnetworks"]):
         targets = np.array(entry["targets"], dtype=str)

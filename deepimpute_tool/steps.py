@@ -139,8 +139,12 @@ def train_file(
         model = train(dataset.counts, dataset.genes, params=params, log=progress.message, on_epoch=on_epoch)
     except TrainingError as error:
         raise InputError(str(in_path), str(error)) from error
-    with atomic_path(model_path, directory=True) as temporary:
-        model.save(temporary)
+    if str(model_path).endswith(".zip"):
+        with atomic_path(model_path) as temporary:
+            model.save_zip(temporary)
+    else:
+        with atomic_path(model_path, directory=True) as temporary:
+            model.save(temporary)
     progress.message(f"model written to {model_path}")
 
 

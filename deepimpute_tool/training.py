@@ -51,7 +51,7 @@ class TrainingParameters:
     patience: int = 5
     validation_fraction: float = 0.05
     cell_fraction: float = 1.0
-    normalisation: str = "library"
+    normalisation: str = "log1p"
     target_sum: float = 10_000.0
     seed: int = 0
     cores: int = 0

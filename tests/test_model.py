@@ -100,3 +100,12 @@ def test_pickled_arrays_are_never_loaded(pbmc68k_model_dir, tmp_path):
     (model / "model.json").write_text(json.dumps(content))
     with pytest.raises(InputError, match="cannot be read"):
         load_model(model)
+
+
+def test_a_zipped_model_loads_and_predicts_identically(pbmc68k, pbmc68k_model, tmp_path):
+    pbmc68k_model.save_zip(tmp_path / "model.zip")
+    loaded = load_model(tmp_path / "model.zip")
+    counts = dense(pbmc68k.counts)
+    np.testing.assert_array_equal(
+        loaded.predict_counts(counts, pbmc68k.genes), pbmc68k_model.predict_counts(counts, pbmc68k.genes)
+    )

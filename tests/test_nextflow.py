@@ -19,15 +19,16 @@ from pathlib import Path
 import loompy
 import numpy as np
 import pytest
-from conftest import DATA, REPO
+from conftest import DATA, REPO, require
+from nextflow_support import Pipeline, StagedFile, config_params, diagnostics
 
 from deepimpute_tool import __version__
 
-nextflow_support = pytest.importorskip("nextflow_support")
-from nextflow_support import Pipeline, StagedFile, config_params, diagnostics  # noqa: E402
 
-if shutil.which("java") is None:
-    pytest.fail("java is needed for Nextflow's language server (tests/run_all.sh installs it)", pytrace=False)
+@pytest.fixture(scope="module", autouse=True)
+def language_server_available():
+    require(shutil.which("java") is not None, "Nextflow's language server needs java")
+
 
 MAIN_NF, CONFIG, SCHEMA = REPO / "main.nf", REPO / "nextflow.config", REPO / "nextflow_schema.json"
 PROFILES = ("test", "docker", "singularity", "gpu", "slurm", "awsbatch")
