@@ -56,10 +56,10 @@ def score(imputed: Path) -> dict:
     return {k: scores[k] for k in keys}
 
 
-def run_this_tool(masked: Path, work: Path, extra: list[str]) -> dict:
+def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int) -> dict:
     model, imputed = work / f"{masked.stem}.model", work / f"{masked.stem}.this.loom"
     shutil.rmtree(model, ignore_errors=True)
-    trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *extra))
+    trained = measure(deepimpute("train", str(masked), str(model), "--quiet", "--seed", str(seed), *extra))
     imputing = measure(deepimpute("impute", str(masked), str(model), str(imputed), "--quiet"))
     epochs = json.loads((model / "model.json").read_text())["training"]["epochs"]
     return {
@@ -72,10 +72,12 @@ def run_this_tool(masked: Path, work: Path, extra: list[str]) -> dict:
     }
 
 
-def run_original(masked: Path, work: Path, python: str) -> dict:
+def run_original(masked: Path, work: Path, python: str, seed: int) -> dict:
     imputed = work / f"{masked.stem}.original.loom"
     imputed.unlink(missing_ok=True)
-    result = measure([python, str(HERE / "original_deepimpute.py"), str(masked), str(imputed)])
+    result = measure(
+        [python, str(HERE / "original_deepimpute.py"), str(masked), str(imputed), "--seed", str(seed)]
+    )
     times = dict(item.split("=") for item in result.output.split("TIMES ")[-1].split())
     return {
         "train_seconds": round(float(times["train"]), 2),
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "accuracy.json")
     parser.add_argument("--train-args", default="", help="Extra options for `deepimpute train`.")
     parser.add_argument("--skip-original", action="store_true", help="Run this tool only.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="One run of each tool per seed.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -109,15 +112,28 @@ def main() -> None:
     }
     for name in args.datasets:
         masked = prepare(name, DATASETS[name], args.work)
-        results["datasets"][name] = {"this_tool": run_this_tool(masked, args.work, args.train_args.split())}
-        if not args.skip_original:
-            results["datasets"][name]["deepimpute_1.2"] = run_original(
-                masked, args.work, args.original_python
-            )
+        runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
+        for seed in args.seeds:
+            runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed))
+            if not args.skip_original:
+                runs["deepimpute_1.2"].append(run_original(masked, args.work, args.original_python, seed))
+        results["datasets"][name] = {
+            tool: summarise(tool_runs, args.seeds) for tool, tool_runs in runs.items() if tool_runs
+        }
         print_table({name: results["datasets"][name]})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1))
     print_table(results["datasets"])
+
+
+def summarise(runs: list[dict], seeds: list[int]) -> dict:
+    """Mean and standard deviation over seeds of every figure, and the runs themselves."""
+    import statistics
+
+    keys = runs[0].keys()
+    mean = {k: round(statistics.mean(r[k] for r in runs), 4) for k in keys}
+    sd = {k: round(statistics.stdev(r[k] for r in runs), 4) if len(runs) > 1 else 0.0 for k in keys}
+    return {"mean": mean, "sd": sd, "runs": [{"seed": seed, **run} for seed, run in zip(seeds, runs)]}
 
 
 def _cores() -> int:
@@ -127,26 +143,20 @@ def _cores() -> int:
 
 
 def print_table(datasets: dict) -> None:
-    columns = (
-        "mse",
-        "mse_count_ge2",
-        "pearson",
-        "train_seconds",
-        "impute_seconds",
-        "total_seconds",
-        "peak_rss_mb",
-        "epochs",
+    """Means over seeds, with the standard deviation of the accuracy figures."""
+    accuracy = ("mse", "mse_count_ge2", "pearson")
+    cost = ("train_seconds", "impute_seconds", "total_seconds", "peak_rss_mb", "epochs")
+    print(
+        f"{'dataset':<12} {'tool':<15} "
+        + " ".join(f"{c:>17}" for c in accuracy)
+        + " "
+        + " ".join(f"{c:>14}" for c in cost)
     )
-    print(f"{'dataset':<12} {'tool':<15} " + " ".join(f"{c:>14}" for c in columns))
     for name, tools in datasets.items():
-        for tool, values in tools.items():
-            cells = " ".join(
-                f"{values[c]:>14.4f}"
-                if isinstance(values[c], float) and c.startswith(("mse", "pearson"))
-                else f"{values[c]:>14}"
-                for c in columns
-            )
-            print(f"{name:<12} {tool:<15} {cells}")
+        for tool, summary in tools.items():
+            mean, sd = summary["mean"], summary["sd"]
+            cells = [f"{mean[c]:>9.4f} ±{sd[c]:<6.4f}" for c in accuracy] + [f"{mean[c]:>14}" for c in cost]
+            print(f"{name:<12} {tool:<15} " + " ".join(cells))
 
 
 if __name__ == "__main__":
