@@ -480,21 +480,10 @@ def run_command(
 
 
 def main() -> None:
-    cli(prog_name="deepimpute")
-
-
-def _standalone(name: str):
-    def run() -> None:
-        cli.commands[name](prog_name=f"deepimpute-{name}", args=sys.argv[1:])
-
-    return run
-
-
-filter_main = _standalone("filter")
-mask_main = _standalone("mask")
-train_main = _standalone("train")
-impute_main = _standalone("impute")
-score_main = _standalone("score")
-split_main = _standalone("split")
-merge_main = _standalone("merge")
-run_main = _standalone("run")
+    """``deepimpute STEP ...``, or ``deepimpute-STEP ...`` when called under a step's name."""
+    name = Path(sys.argv[0]).name
+    step = name.removeprefix("deepimpute-")
+    if name.startswith("deepimpute-") and step in cli.commands:
+        cli.commands[step](prog_name=name)
+    else:
+        cli(prog_name="deepimpute")
