@@ -80,7 +80,7 @@ def test_requirements_are_pinned_and_resolve_with_the_base_tensorflow(tmp_path):
             "--dry-run",
             "--ignore-installed",
             "--quiet",
-            "--only-binary=:all:",
+            "--prefer-binary",
             "--report",
             str(report),
             f"tensorflow=={TENSORFLOW}",
