@@ -50,14 +50,18 @@ class Progress:
         self._task_started = time.monotonic()
         self._last_line = 0.0
 
-    def advance(self, label: str, done: int, total: int, detail: str = "") -> None:
+    def advance(
+        self, label: str, done: int, total: int, detail: str = "", *, total_is_bound: bool = False
+    ) -> None:
+        """Report ``done`` of ``total``; with ``total_is_bound`` (early stopping) the time left is an upper bound."""
         if self.quiet:
             return
         now = time.monotonic()
         elapsed = now - self._task_started
         left = elapsed / done * (total - done) if done else float("nan")
         left_text = _duration(left) if done else "?"
-        text = f"{label} {done}/{total}  elapsed {_duration(elapsed)}  left ~{left_text}"
+        left_word = "left at most" if total_is_bound else "left"
+        text = f"{label} {done}/{total}  elapsed {_duration(elapsed)}  {left_word} ~{left_text}"
         if detail:
             text += f"  {detail}"
         if self.interactive:

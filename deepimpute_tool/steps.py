@@ -132,6 +132,7 @@ def train_file(
             params.max_epochs,
             f"loss {values['train_loss']:.4g}  validation {values['validation_loss']:.4g}  "
             f"sub-networks still improving {values['active']}",
+            total_is_bound=True,
         )
 
     progress.start()

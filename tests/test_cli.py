@@ -263,3 +263,8 @@ def test_model_genes_missing_from_input(chain, tmp_path):
     before = {p.name for p in tmp_path.iterdir()}
     result = run("deepimpute-impute", path, work / "model", tmp_path / "out.loom", check=False)
     assert_clean_failure(result, path, "lacks", tmp_path, before)
+
+
+def test_training_logs_epochs_with_an_upper_bound_on_time_left(tmp_path):
+    result = run("deepimpute-train", PBMC_SMALL, tmp_path / "model", *TINY_TRAINING)
+    assert "epoch 2/2" in result.stderr and "left at most" in result.stderr and "\r" not in result.stderr
