@@ -15,7 +15,14 @@ import loompy
 import numpy as np
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.io import RESERVED_FILE_ATTRS, atomic_path, loom_names, new_loom, open_loom
+from deepimpute_tool.io import (
+    atomic_path,
+    loom_file_attrs,
+    loom_names,
+    loom_row_attrs,
+    new_loom,
+    open_loom,
+)
 
 CHUNK_ATTR = "deepimpute_chunk"
 
@@ -34,8 +41,8 @@ def split_loom(
         if n_cells == 0:
             raise InputError(str(in_path), "the matrix is empty")
         starts = range(0, n_cells, chunk_size)
-        row_attrs = {k: np.asarray(source.ra[k]) for k in source.ra.keys()}
-        attrs = {k: str(source.attrs[k]) for k in source.attrs.keys() if k not in RESERVED_FILE_ATTRS}
+        row_attrs = loom_row_attrs(source)
+        attrs = loom_file_attrs(source)
         stem = in_path.name.removesuffix(".loom")
         with atomic_path(out_dir, directory=True) as temporary:
             for number, start in enumerate(starts, start=1):
@@ -90,16 +97,12 @@ def merge_looms(
                 if genes is None:
                     genes = chunk_genes
                     layer_names = set(ds.layers.keys())
-                    attrs = {
-                        k: str(ds.attrs[k])
-                        for k in ds.attrs.keys()
-                        if k not in (*RESERVED_FILE_ATTRS, CHUNK_ATTR)
-                    }
+                    attrs = loom_file_attrs(ds, exclude=(CHUNK_ATTR,))
                 elif not np.array_equal(chunk_genes, genes) or set(ds.layers.keys()) != layer_names:
                     raise InputError(path, "has other genes or layers than the first chunk")
                 layers = {name: ds.layers[name][:, :] for name in layer_names}
                 col_attrs = {k: np.asarray(ds.ca[k]) for k in ds.ca.keys()}
-                row_attrs = {k: np.asarray(ds.ra[k]) for k in ds.ra.keys()}
+                row_attrs = loom_row_attrs(ds)
                 out.add_columns(layers, col_attrs, row_attrs=row_attrs)
                 n_cells += ds.shape[1]
         for key, value in {

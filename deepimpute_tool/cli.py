@@ -53,10 +53,6 @@ def options(*decorators):
     return apply
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(quiet=quiet)
-
-
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of every random draw."
@@ -259,7 +255,7 @@ def filter_command(input_path, output, min_genes, min_counts, min_cells, orienta
         min_counts=min_counts,
         min_cells=min_cells,
         orientation=orientation,
-        progress=_progress(quiet),
+        progress=Progress(quiet=quiet),
     )
 
 
@@ -286,7 +282,7 @@ def mask_command(input_path, output, cells_per_gene, seed, quiet):
     """
     from deepimpute_tool.steps import mask_file
 
-    mask_file(input_path, output, cells_per_gene=cells_per_gene, seed=seed, progress=_progress(quiet))
+    mask_file(input_path, output, cells_per_gene=cells_per_gene, seed=seed, progress=Progress(quiet=quiet))
 
 
 @cli.command("train")
@@ -304,7 +300,7 @@ def train_command(input_path, model, quiet, **kwargs):
     """
     from deepimpute_tool.steps import train_file
 
-    train_file(input_path, model, params=_training_parameters(kwargs), progress=_progress(quiet))
+    train_file(input_path, model, params=_training_parameters(kwargs), progress=Progress(quiet=quiet))
 
 
 @cli.command("impute")
@@ -323,7 +319,9 @@ def impute_command(input_path, model, output, policy, chunk_cells, quiet):
     """
     from deepimpute_tool.steps import impute_file
 
-    impute_file(input_path, model, output, policy=policy, chunk_cells=chunk_cells, progress=_progress(quiet))
+    impute_file(
+        input_path, model, output, policy=policy, chunk_cells=chunk_cells, progress=Progress(quiet=quiet)
+    )
 
 
 @cli.command("score")
@@ -359,7 +357,9 @@ def score_command(input_path, output, labels, plots, seed, quiet):
     from deepimpute_tool.steps import score_file
 
     output = output or input_path.with_name(input_path.name.removesuffix(".loom") + ".scores.json")
-    metrics = score_file(input_path, output, labels=labels, plots=plots, seed=seed, progress=_progress(quiet))
+    metrics = score_file(
+        input_path, output, labels=labels, plots=plots, seed=seed, progress=Progress(quiet=quiet)
+    )
     if not quiet:
         click.echo(summary_table(metrics))
 
@@ -380,7 +380,7 @@ def split_command(input_path, outdir, chunk_size, quiet):
     """
     from deepimpute_tool.steps import split_file
 
-    split_file(input_path, outdir, chunk_size=chunk_size, progress=_progress(quiet))
+    split_file(input_path, outdir, chunk_size=chunk_size, progress=Progress(quiet=quiet))
 
 
 @cli.command("merge")
@@ -392,7 +392,7 @@ def merge_command(output, chunks, quiet):
     """Merge the chunks made by `split` (after `impute`) back into one Loom, in the original cell order."""
     from deepimpute_tool.steps import merge_files
 
-    merge_files(list(chunks), output, progress=_progress(quiet))
+    merge_files(list(chunks), output, progress=Progress(quiet=quiet))
 
 
 @cli.command("run")
@@ -437,7 +437,7 @@ def run_command(
     from deepimpute_tool import steps
     from deepimpute_tool.scoring import summary_table
 
-    progress = _progress(quiet)
+    progress = Progress(quiet=quiet)
     outdir.mkdir(parents=True, exist_ok=True)
     params = _training_parameters(kwargs)
     filtered = outdir / "filtered.loom"

@@ -9,12 +9,13 @@ import numpy as np
 
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.io import (
-    RESERVED_FILE_ATTRS,
     atomic_path,
     check_counts,
     check_unique,
     loom_cell_chunks,
+    loom_file_attrs,
     loom_names,
+    loom_row_attrs,
     new_loom,
     open_loom,
 )
@@ -102,8 +103,8 @@ def impute_loom(
         if n_cells == 0 or n_genes == 0:
             raise InputError(in_path, "the matrix is empty")
         layer_names = [name for name in source.layers.keys() if name != ""]
-        row_attrs = {k: np.asarray(source.ra[k]) for k in source.ra.keys()}
-        attrs = {k: str(source.attrs[k]) for k in source.attrs.keys() if k not in RESERVED_FILE_ATTRS}
+        row_attrs = loom_row_attrs(source)
+        attrs = loom_file_attrs(source)
         attrs.update(file_attrs or {})
         target_columns = np.isin(genes, model.target_genes)
         chunks = loom_cell_chunks(n_genes, n_cells, chunk_cells=chunk_cells)

@@ -186,6 +186,16 @@ def loom_names(ds: loompy.LoomConnection, *, path: str | os.PathLike) -> tuple[n
     return np.asarray(ds.ra[gene_attr]).astype(str), np.asarray(ds.ca[cell_attr]).astype(str)
 
 
+def loom_file_attrs(ds: loompy.LoomConnection, *, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """Global attributes worth carrying to an output: all but loompy's own and ``exclude``."""
+    return {k: str(ds.attrs[k]) for k in ds.attrs.keys() if k not in (*RESERVED_FILE_ATTRS, *exclude)}
+
+
+def loom_row_attrs(ds: loompy.LoomConnection) -> dict[str, np.ndarray]:
+    """Every row (gene) attribute of an open Loom."""
+    return {k: np.asarray(ds.ra[k]) for k in ds.ra.keys()}
+
+
 def loom_cell_chunks(n_genes: int, n_cells: int, *, chunk_cells: int | None = None) -> list[slice]:
     """Column slices that keep one dense genes x cells block near 64 MiB."""
     if chunk_cells is None:
@@ -207,9 +217,9 @@ def read_loom(path: str | os.PathLike, *, layers: bool = True) -> Dataset:
                     if name == "":
                         check_counts(block, path=path)
                     blocks[name].append(sp.csr_matrix(block))
-            gene_attrs = {k: np.asarray(ds.ra[k]) for k in ds.ra.keys()}
+            gene_attrs = loom_row_attrs(ds)
             cell_attrs = {k: np.asarray(ds.ca[k]) for k in ds.ca.keys()}
-            file_attrs = {k: str(ds.attrs[k]) for k in ds.attrs.keys() if k not in RESERVED_FILE_ATTRS}
+            file_attrs = loom_file_attrs(ds)
         except InputError:
             raise
         except Exception as error:

@@ -17,6 +17,7 @@ plain numpy, so imputation needs no TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -88,11 +89,11 @@ class Model:
     training: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def target_genes(self) -> np.ndarray:
         return np.concatenate([net.targets for net in self.subnetworks])
 
-    @property
+    @functools.cached_property
     def genes(self) -> np.ndarray:
         """Every gene the model reads: targets and predictors, sorted."""
         return np.unique(

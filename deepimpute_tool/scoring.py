@@ -132,14 +132,13 @@ def score_loom(
         if labels is not None and labels not in ds.ca.keys():
             raise InputError(path, f"has no cell attribute '{labels}' (has: {', '.join(ds.ca.keys())})")
         parts = []
-        need_counts = labels is not None
         imputed_blocks, raw_blocks = [], []
         for cols in loom_cell_chunks(*ds.shape):
             imputed = np.asarray(ds[:, cols], dtype=np.float32).T
             observed = np.asarray(ds.layers[RAW_LAYER][:, cols], dtype=np.float32).T
             original = np.asarray(ds.layers[ORIGINAL_LAYER][:, cols], dtype=np.float32).T
             parts.append(masked_entries(original, observed, imputed, cell_offset=cols.start))
-            if need_counts:
+            if labels is not None:
                 imputed_blocks.append(imputed)
                 raw_blocks.append(observed)
         label_values = np.asarray(ds.ca[labels]).astype(str) if labels else None
@@ -150,7 +149,7 @@ def score_loom(
         raise InputError(path, "has no masked entries (positive in 'original', zero in 'raw')")
     metrics = {"input": Path(path).name, "cells": int(cells.size), "genes": int(genes.size)}
     metrics.update(accuracy_metrics(entries, gene_names=genes, cell_names=cells))
-    if need_counts:
+    if labels is not None:
         metrics["clustering"] = {
             "labels": labels,
             "imputed": clustering_metrics(np.vstack(imputed_blocks), label_values, seed=seed),

@@ -76,10 +76,17 @@ def variance_mean_ratio(counts: sp.csr_matrix) -> np.ndarray:
 
 
 def select_targets(
-    counts: sp.csr_matrix, *, min_vmr: float = 0.5, max_genes: int | None = None
+    counts: sp.csr_matrix,
+    *,
+    min_vmr: float = 0.5,
+    max_genes: int | None = None,
+    vmr: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices of target genes: variance/mean above ``min_vmr``, highest first, at most ``max_genes``."""
-    vmr = variance_mean_ratio(counts)
+    """Indices of target genes: variance/mean above ``min_vmr``, highest first, at most ``max_genes``.
+
+    ``vmr``, when the caller already has :func:`variance_mean_ratio` of ``counts``, is used as is.
+    """
+    vmr = variance_mean_ratio(counts) if vmr is None else vmr
     order = np.argsort(-vmr, kind="stable")
     chosen = order[vmr[order] > min_vmr]
     return chosen if max_genes is None else chosen[:max_genes]
@@ -389,12 +396,13 @@ def train(
             "can be held out for early stopping"
         )
 
-    targets = select_targets(counts, min_vmr=params.min_vmr, max_genes=params.max_genes)
+    vmr = variance_mean_ratio(counts)
+    targets = select_targets(counts, min_vmr=params.min_vmr, max_genes=params.max_genes, vmr=vmr)
     if targets.size == 0:
         raise TrainingError(f"no gene has a variance/mean ratio above --min-vmr {params.min_vmr}")
     # A sub-network never reads its own targets: when nearly every varying gene is a
     # target, one sub-network would have nothing to read, so two predict each other.
-    varying_others = int((variance_mean_ratio(counts) > 0).sum()) - targets.size
+    varying_others = int((vmr > 0).sum()) - targets.size
     min_subsets = 2 if varying_others < params.ntop and targets.size >= 2 else 1
     subsets = split_subsets(targets, subset_size=params.subset_size, min_subsets=min_subsets, rng=rng)
     log(f"{targets.size} target genes in {len(subsets)} sub-networks")
