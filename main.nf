@@ -96,6 +96,7 @@ process TRAIN {
         --target-sum ${params.target_sum} \\
         --seed ${params.seed} \\
         --device ${params.device} \\
+        --precision ${params.precision} \\
         --cores ${task.cpus}
 
     cat <<-END_VERSIONS > versions.yml

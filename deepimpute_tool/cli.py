@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# loompy imports a module of numba functions we never call (kallisto BUS files); compiling
+# them costs every step about 2 s of start-up. The command line runs no other numba code.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 import click
 
@@ -195,6 +198,14 @@ train_options = options(
         default=DEFAULTS.device,
         show_default=True,
         help="auto: a GPU when TensorFlow sees one; gpu: fail if none is visible.",
+    ),
+    click.option(
+        "--precision",
+        type=click.Choice(["float32", "bfloat16"]),
+        default=DEFAULTS.precision,
+        show_default=True,
+        help="Arithmetic of the matrix products in training; weights and Adam stay float32. "
+        "bfloat16 uses AMX units or tensor cores where the hardware has them.",
     ),
     seed_option,
 )

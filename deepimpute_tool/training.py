@@ -33,6 +33,10 @@ from deepimpute_tool import __version__
 from deepimpute_tool.model import Model, Normalisation, SubNetwork
 
 CORRELATION_BLOCK = 512
+CORRELATION_CHUNK_BYTES = 256 * 2**20
+# train the sub-networks still improving on their own once they are this fraction or fewer
+SHRINK_WHEN = 0.6
+VALIDATION_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class TrainingParameters:
     seed: int = 0
     cores: int = 0
     device: str = "auto"
+    precision: str = "float32"
 
 
 class TrainingError(ValueError):
@@ -107,41 +112,58 @@ def split_subsets(
 
 
 def select_predictors(
-    log_values: sp.csr_matrix, subsets: list[np.ndarray], *, ntop: int = 5
+    log_values: sp.csr_matrix,
+    subsets: list[np.ndarray],
+    *,
+    ntop: int = 5,
+    chunk_bytes: int = CORRELATION_CHUNK_BYTES,
 ) -> list[np.ndarray]:
     """For each subset, the union of each target's ``ntop`` most correlated genes.
 
     Correlation is Pearson's, in absolute value, on the normalised log values. Genes of the
-    subset itself and genes that do not vary are never chosen. Correlations are computed
-    for ``CORRELATION_BLOCK`` targets at a time against all genes from the sparse matrix, so
-    memory grows with genes x block, never genes x genes.
+    subset itself and genes that do not vary are never chosen. The standardised values of
+    a chunk of genes (at most ``chunk_bytes`` as dense float32) are multiplied with those of
+    ``CORRELATION_BLOCK`` targets at a time, and each target keeps a running top ``ntop``:
+    memory grows with cells x chunk and chunk x block, never genes x genes.
     """
-    X = sp.csc_matrix(log_values, dtype=np.float64)
-    n_cells = X.shape[0]
-    mean = np.asarray(X.mean(axis=0)).ravel()
-    sd = np.sqrt(np.maximum(np.asarray(X.multiply(X).mean(axis=0)).ravel() - mean**2, 0.0))
-    constant = sd <= 1e-12
-    predictors = []
-    for subset in subsets:
-        chosen = []
-        for start in range(0, subset.size, CORRELATION_BLOCK):
-            block = subset[start : start + CORRELATION_BLOCK]
-            dense = X[:, block].toarray()
-            cross = np.asarray(X.T @ dense) / n_cells  # genes x block
-            cross -= np.outer(mean, mean[block])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                corr = np.abs(cross / np.outer(sd, sd[block]))
-            corr[constant] = -1.0
-            corr[subset] = -1.0
-            corr[~np.isfinite(corr)] = -1.0
-            k = min(ntop, int((corr[:, 0] >= 0).sum()))
-            if k == 0:
-                continue
-            top = np.argpartition(-corr, k - 1, axis=0)[:k]
-            usable = np.take_along_axis(corr, top, axis=0) >= 0
-            chosen.append(top[usable])
-        predictors.append(np.unique(np.concatenate(chosen)) if chosen else np.array([], dtype=int))
-    return predictors
+    X = sp.csc_matrix(log_values, dtype=np.float32)
+    n_cells, n_genes = X.shape
+    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+    mean_sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+    sd = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+    varying = np.flatnonzero(sd > 1e-6 * np.maximum(mean, 1.0))
+    scale = np.divide(1.0, sd * np.sqrt(n_cells), out=np.zeros_like(sd), where=sd > 0)
+    owner = np.full(n_genes, -1)
+    for i, subset in enumerate(subsets):
+        owner[subset] = i
+    targets = np.concatenate(subsets)
+
+    def standardised(columns: np.ndarray) -> np.ndarray:
+        dense = X[:, columns].toarray()
+        dense -= mean[columns].astype(np.float32)
+        dense *= scale[columns].astype(np.float32)
+        return dense
+
+    best_corr = np.full((targets.size, ntop), -1.0, np.float32)
+    best_gene = np.full((targets.size, ntop), -1)
+    chunk = max(CORRELATION_BLOCK, chunk_bytes // (4 * max(n_cells, 1)))
+    for chunk_start in range(0, varying.size, chunk):
+        genes = varying[chunk_start : chunk_start + chunk]
+        chunk_values = standardised(genes)
+        k = min(ntop, genes.size)
+        for start in range(0, targets.size, CORRELATION_BLOCK):
+            block = slice(start, start + CORRELATION_BLOCK)
+            corr = np.abs(standardised(targets[block]).T @ chunk_values)  # block x genes
+            corr[owner[targets[block]][:, None] == owner[genes][None, :]] = -1.0
+            top = np.argpartition(-corr, k - 1, axis=1)[:, :k]
+            candidates = np.hstack([best_corr[block], np.take_along_axis(corr, top, axis=1)])
+            candidate_genes = np.hstack([best_gene[block], genes[top]])
+            keep = np.argpartition(-candidates, ntop - 1, axis=1)[:, :ntop]
+            best_corr[block] = np.take_along_axis(candidates, keep, axis=1)
+            best_gene[block] = np.take_along_axis(candidate_genes, keep, axis=1)
+    target_owner = owner[targets]
+    chosen = best_corr >= 0
+    return [np.unique(best_gene[target_owner == i][chosen[target_owner == i]]) for i in range(len(subsets))]
 
 
 def normalised_log(counts: sp.csr_matrix, factors: np.ndarray) -> sp.csr_matrix:
@@ -177,6 +199,8 @@ def _configure_tensorflow(*, cores: int, device: str, seed: int):
     with _quiet_native_stderr():
         import tensorflow as tf
 
+        # retracing notices when stopped sub-networks leave the computation are expected
+        tf.get_logger().setLevel("ERROR")
         if cores > 0:
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(cores)
@@ -191,6 +215,132 @@ def _configure_tensorflow(*, cores: int, device: str, seed: int):
     return tf, name
 
 
+class _FusedTrainer:
+    """The sub-networks ``nets`` as one TensorFlow computation, padded to their widest."""
+
+    def __init__(self, tf, params, values, nets, input_index, output_index, n_in, n_out, step, generator):
+        """``values`` maps weights, first_moments, second_moments and best to the four
+        arrays (W1, b1, W2, b2) of the sub-networks ``nets``, in that order."""
+        self.nets = nets
+        width_in, width_out = int(n_in[nets].max()), int(n_out[nets].max())
+        widths = [(width_in, None), (None, None), (None, width_out), (None, width_out)]
+
+        def variables_of(arrays):
+            return [
+                tf.Variable(a[:, : rows or a.shape[1], : columns or a.shape[2]])
+                for a, (rows, columns) in zip(arrays, widths)
+            ]
+
+        variables = self.variables = variables_of(values["weights"])
+        first_moments = self.first_moments = variables_of(values["first_moments"])
+        second_moments = self.second_moments = variables_of(values["second_moments"])
+        best = self.best = variables_of(values["best"])
+        in_ix = tf.constant(input_index[nets, :width_in])
+        out_ix = tf.constant(output_index[nets, :width_out])
+        lr, beta1, beta2, epsilon = params.learning_rate, 0.9, 0.999, 1e-7
+        keep = 1.0 - params.dropout
+        compute_dtype = tf.bfloat16 if params.precision == "bfloat16" else tf.float32
+        n_nets = nets.size
+
+        def matmul(a, b):
+            # a^T b; in bfloat16 (AMX, tensor cores) on float32 weights when asked, and
+            # Adam always updates the float32 weights
+            if compute_dtype == tf.float32:
+                return tf.matmul(a, b, transpose_a=True)
+            product = tf.matmul(tf.cast(a, compute_dtype), tf.cast(b, compute_dtype), transpose_a=True)
+            return tf.cast(product, tf.float32)
+
+        def forward(batch, training):
+            # genes x cells layout: gathering a sub-network's genes copies whole rows; the
+            # appended zero row is what padded inputs and outputs read
+            genes_by_cells = tf.pad(tf.transpose(batch), [[0, 1], [0, 0]])
+            net_in = tf.gather(genes_by_cells, in_ix)  # nets x inputs x cells
+            hidden_values = tf.nn.relu(matmul(variables[0], net_in) + tf.transpose(variables[1], (0, 2, 1)))
+            if training and params.dropout > 0:
+                kept = generator.uniform(tf.shape(hidden_values)) < keep
+                hidden_values = tf.where(kept, hidden_values / keep, 0.0)
+            prediction = tf.nn.softplus(
+                matmul(variables[2], hidden_values) + tf.transpose(variables[3], (0, 2, 1))
+            )
+            truth = tf.gather(genes_by_cells, out_ix)  # nets x targets x cells
+            # the paper's loss per sub-network: sum over targets, mean over cells
+            return tf.reduce_mean(tf.reduce_sum(truth * tf.square(truth - prediction), axis=1), axis=1)
+
+        @tf.function
+        def train_epoch(data, permutation):
+            n_batches = (tf.size(permutation) + params.batch_size - 1) // params.batch_size
+            total = tf.zeros((n_nets,))
+            for b in tf.range(n_batches):
+                rows = permutation[b * params.batch_size : (b + 1) * params.batch_size]
+                batch = tf.gather(data, rows)
+                with tf.GradientTape() as tape:
+                    losses = forward(batch, training=True)
+                    objective = tf.reduce_sum(losses)
+                gradients = tape.gradient(objective, variables)
+                step.assign_add(1.0)
+                for v, m, u, g in zip(variables, first_moments, second_moments, gradients):
+                    # TensorFlow's fused Adam kernel: one pass over each tensor instead of
+                    # a dozen element-wise ops, at exactly this learning rate
+                    tf.raw_ops.ResourceApplyAdam(
+                        var=v.handle,
+                        m=m.handle,
+                        v=u.handle,
+                        beta1_power=beta1**step,
+                        beta2_power=beta2**step,
+                        lr=lr,
+                        beta1=beta1,
+                        beta2=beta2,
+                        epsilon=epsilon,
+                        grad=g,
+                    )
+                total += losses * tf.cast(tf.size(rows), tf.float32)
+            return total / tf.cast(tf.size(permutation), tf.float32)
+
+        @tf.function
+        def validation_loss(data):
+            n_cells = tf.shape(data)[0]
+            total = tf.zeros((n_nets,))
+            for start in tf.range(0, n_cells, VALIDATION_BATCH):
+                batch = data[start : start + VALIDATION_BATCH]
+                total += forward(batch, training=False) * tf.cast(tf.shape(batch)[0], tf.float32)
+            return total / tf.cast(n_cells, tf.float32)
+
+        @tf.function
+        def keep_best(improved):
+            for v, kept in zip(variables, best):
+                kept.assign(tf.where(improved[:, None, None], v, kept))
+
+        self.train_epoch, self.validation_loss, self.keep_best = train_epoch, validation_loss, keep_best
+
+    def values(self, keep: np.ndarray) -> dict[str, list[np.ndarray]]:
+        """The current arrays of the sub-networks at positions ``keep`` of ``self.nets``."""
+        return {
+            "weights": [v.numpy()[keep] for v in self.variables],
+            "first_moments": [v.numpy()[keep] for v in self.first_moments],
+            "second_moments": [v.numpy()[keep] for v in self.second_moments],
+            "best": [v.numpy()[keep] for v in self.best],
+        }
+
+    def store_best(self, best: list[np.ndarray]) -> None:
+        """Write the best weights of this computation's sub-networks into ``best`` (all of them)."""
+        for target, variable in zip(best, self.best):
+            values = variable.numpy()
+            target[self.nets, : values.shape[1], : values.shape[2]] = values
+
+
+def _dense_constant(tf, x, cells: np.ndarray, *, block_bytes: int = 64 * 2**20):
+    """The rows ``cells`` of ``x`` (dense or sparse) as one dense float32 tensor, filled one block
+    of rows at a time so that no second full-size copy exists."""
+    n_genes = x.shape[1]
+    block = max(1, block_bytes // (4 * max(n_genes, 1)))
+    data = tf.Variable(tf.zeros((cells.size, n_genes), tf.float32), trainable=False)
+    for start in range(0, cells.size, block):
+        rows = x[cells[start : start + block]]
+        rows = rows.toarray() if sp.issparse(rows) else rows
+        data[start : start + block].assign(np.asarray(rows, np.float32))
+    return data
+
+
 def fit_subnetworks(
     x: np.ndarray,
     inputs: list[np.ndarray],
@@ -200,7 +350,7 @@ def fit_subnetworks(
     rng: np.random.Generator,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> tuple[list[tuple[np.ndarray, ...]], dict]:
-    """Train all sub-networks at once on the normalised log matrix ``x`` (cells x genes).
+    """Train all sub-networks at once on the normalised log matrix ``x`` (cells x genes, dense or sparse).
 
     ``inputs[s]`` and ``outputs[s]`` are column indices of ``x``. Returns each sub-network's
     best (W1, b1, W2, b2) by its own validation loss, and the training history.
@@ -227,107 +377,85 @@ def fit_subnetworks(
         W1[s, : n_in[s]] = rng.uniform(-limit1, limit1, (n_in[s], hidden))
         limit2 = np.sqrt(6.0 / (hidden + n_out[s]))
         W2[s, :, : n_out[s]] = rng.uniform(-limit2, limit2, (hidden, n_out[s]))
-    padded = np.hstack([x, np.zeros((n_cells, 1), np.float32)]).astype(np.float32)
+    initial = [
+        W1,
+        np.zeros((n_nets, 1, hidden), np.float32),
+        W2,
+        np.zeros((n_nets, 1, width_out), np.float32),
+    ]
+    best = [w.copy() for w in initial]
+    values = {
+        "weights": initial,
+        "first_moments": [np.zeros_like(w) for w in initial],
+        "second_moments": [np.zeros_like(w) for w in initial],
+        "best": best,
+    }
 
     with tf.device(device):
-        data_train = tf.constant(padded[train_cells])
-        data_validation = tf.constant(padded[validation_cells])
-        in_ix, out_ix = tf.constant(input_index), tf.constant(output_index)
-        variables = [
-            tf.Variable(W1),
-            tf.Variable(np.zeros((n_nets, 1, hidden), np.float32)),
-            tf.Variable(W2),
-            tf.Variable(np.zeros((n_nets, 1, width_out), np.float32)),
-        ]
-        first_moments = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        second_moments = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        best = [tf.Variable(v) for v in variables]
+        # one dense copy of the training cells, made from the sparse matrix one block at a time
+        data_train, data_validation = (
+            _dense_constant(tf, x, cells) for cells in (train_cells, validation_cells)
+        )
         step = tf.Variable(0.0)
         generator = tf.random.Generator.from_seed(params.seed)
-        lr, beta1, beta2, epsilon = params.learning_rate, 0.9, 0.999, 1e-7
-        keep = 1.0 - params.dropout
-
-        def forward(batch, training):
-            net_in = tf.transpose(tf.gather(batch, in_ix, axis=1), (1, 0, 2))
-            hidden_values = tf.nn.relu(tf.matmul(net_in, variables[0]) + variables[1])
-            if training and params.dropout > 0:
-                kept = generator.uniform(tf.shape(hidden_values)) < keep
-                hidden_values = tf.where(kept, hidden_values / keep, 0.0)
-            prediction = tf.nn.softplus(tf.matmul(hidden_values, variables[2]) + variables[3])
-            truth = tf.transpose(tf.gather(batch, out_ix, axis=1), (1, 0, 2))
-            # the paper's loss per sub-network: sum over targets, mean over cells
-            return tf.reduce_mean(tf.reduce_sum(truth * tf.square(truth - prediction), axis=2), axis=1)
-
-        @tf.function
-        def train_epoch(permutation):
-            n_batches = (tf.size(permutation) + params.batch_size - 1) // params.batch_size
-            total = tf.zeros((n_nets,))
-            for b in tf.range(n_batches):
-                rows = permutation[b * params.batch_size : (b + 1) * params.batch_size]
-                batch = tf.gather(data_train, rows)
-                with tf.GradientTape() as tape:
-                    losses = forward(batch, training=True)
-                    objective = tf.reduce_sum(losses)
-                gradients = tape.gradient(objective, variables)
-                step.assign_add(1.0)
-                for v, m, u, g in zip(variables, first_moments, second_moments, gradients):
-                    # TensorFlow's fused Adam kernel: one pass over each tensor instead of
-                    # a dozen element-wise ops, at exactly this learning rate
-                    tf.raw_ops.ResourceApplyAdam(
-                        var=v.handle,
-                        m=m.handle,
-                        v=u.handle,
-                        beta1_power=beta1**step,
-                        beta2_power=beta2**step,
-                        lr=lr,
-                        beta1=beta1,
-                        beta2=beta2,
-                        epsilon=epsilon,
-                        grad=g,
-                    )
-                total += losses * tf.cast(tf.size(rows), tf.float32)
-            return total / tf.cast(tf.size(permutation), tf.float32)
-
-        @tf.function
-        def validation_loss():
-            return forward(data_validation, training=False)
-
-        @tf.function
-        def keep_best(improved):
-            for v, kept in zip(variables, best):
-                kept.assign(tf.where(improved[:, None, None], v, kept))
+        trainer = _FusedTrainer(
+            tf, params, values, np.arange(n_nets), input_index, output_index, n_in, n_out, step, generator
+        )
+        del values, initial
 
         best_loss = np.full(n_nets, np.inf)
         best_epoch = np.zeros(n_nets, dtype=int)
         waiting = np.zeros(n_nets, dtype=int)
+        last_train_loss = np.zeros(n_nets)
         history = {"train_loss": [], "validation_loss": []}
         started = time.perf_counter()
         epoch = 0
         for epoch in range(1, params.max_epochs + 1):
-            train_loss = train_epoch(tf.constant(rng.permutation(train_cells.size), tf.int32)).numpy()
-            val_loss = validation_loss().numpy()
-            improved = val_loss < best_loss
-            best_loss = np.where(improved, val_loss, best_loss)
-            best_epoch = np.where(improved, epoch, best_epoch)
-            waiting = np.where(improved, 0, waiting + 1)
-            keep_best(tf.constant(improved))
-            history["train_loss"].append(float(train_loss.sum()))
-            history["validation_loss"].append(float(val_loss.sum()))
-            active = int((waiting < params.patience).sum())
+            nets = trainer.nets
+            permutation = tf.constant(rng.permutation(train_cells.size), tf.int32)
+            last_train_loss[nets] = trainer.train_epoch(data_train, permutation).numpy()
+            val_loss = trainer.validation_loss(data_validation).numpy()
+            improved = val_loss < best_loss[nets]
+            best_loss[nets] = np.where(improved, val_loss, best_loss[nets])
+            best_epoch[nets] = np.where(improved, epoch, best_epoch[nets])
+            waiting[nets] = np.where(improved, 0, waiting[nets] + 1)
+            trainer.keep_best(tf.constant(improved))
+            history["train_loss"].append(float(last_train_loss.sum()))
+            history["validation_loss"].append(float(best_loss.sum() + (val_loss - best_loss[nets]).sum()))
+            still_training = np.flatnonzero(waiting < params.patience)
             if on_epoch is not None:
                 on_epoch(
                     epoch,
                     {
-                        "train_loss": float(train_loss.sum()),
-                        "validation_loss": float(val_loss.sum()),
-                        "active": active,
+                        "train_loss": history["train_loss"][-1],
+                        "validation_loss": history["validation_loss"][-1],
+                        "active": int(still_training.size),
                     },
                 )
-            if active == 0:
+            if still_training.size == 0:
                 break
+            # Stopped sub-networks only cost time: once enough have stopped, carry on
+            # with the others alone (a smaller computation, traced anew).
+            if still_training.size <= SHRINK_WHEN * nets.size:
+                trainer.store_best(best)
+                values = trainer.values(np.searchsorted(nets, still_training))
+                trainer = _FusedTrainer(
+                    tf,
+                    params,
+                    values,
+                    still_training,
+                    input_index,
+                    output_index,
+                    n_in,
+                    n_out,
+                    step,
+                    generator,
+                )
+                del values
         seconds = time.perf_counter() - started
-        best_values = [v.numpy() for v in best]
+        trainer.store_best(best)
 
+    best_values = best
     weights = [
         (
             best_values[0][s, : n_in[s]],
@@ -420,7 +548,8 @@ def train(
     used = np.unique(np.concatenate([*subsets, *predictors]))
     used_counts = counts[:, used]
     factors = normalisation.size_factors(np.asarray(used_counts.sum(axis=1)).ravel())
-    x = normalised_log(used_counts, factors).toarray()
+    del log_values
+    x = normalised_log(used_counts, factors)
     inputs = [np.searchsorted(used, p) for p in predictors]
     outputs = [np.searchsorted(used, t) for t in subsets]
     log(

@@ -76,6 +76,17 @@ def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k):
             assert np.argmax(row) in chosen
 
 
+def test_predictors_do_not_depend_on_how_genes_are_chunked(pbmc68k):
+    """The running top-k over chunks of genes equals the top-k over all genes at once."""
+    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+    subsets = split_subsets(np.arange(pbmc68k.n_genes), subset_size=200, rng=np.random.default_rng(2))
+    whole = select_predictors(log_values, subsets, ntop=5)
+    # the smallest chunk is one block of 512 genes: 765 genes make two chunks
+    chunked = select_predictors(log_values, subsets, ntop=5, chunk_bytes=1)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+
+
 def _small_problem(pbmc68k, n_genes=40):
     x = np.log1p(dense(pbmc68k.counts)[:, :n_genes]).astype(np.float32)
     inputs = [np.arange(0, 20), np.arange(10, 40)]
@@ -105,6 +116,39 @@ def test_early_stopping_keeps_each_subnetworks_best_epoch(pbmc68k):
     assert all(best <= history["epochs"] - 3 for best in history["best_epoch"])
     assert [w[0].shape for w in weights] == [(20, 256), (30, 256)]
     assert [w[2].shape for w in weights] == [(256, 20), (256, 10)]
+
+
+def test_bfloat16_products_train_as_well_as_float32(pbmc68k):
+    x, inputs, outputs = _small_problem(pbmc68k)
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        params = TrainingParameters(
+            learning_rate=1e-2, max_epochs=8, patience=8, cores=2, precision=precision
+        )
+        _, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
+        losses[precision] = np.array(history["validation_loss"])
+    assert losses["bfloat16"].min() < 0.92 * losses["bfloat16"][0]  # it learns
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.02)
+    assert not np.array_equal(losses["bfloat16"], losses["float32"])  # and really in bfloat16
+
+
+def test_stopped_subnetworks_leave_the_computation_without_changing_the_others(pbmc68k, monkeypatch):
+    import deepimpute_tool.training as training
+
+    x = np.log1p(dense(pbmc68k.counts)[:, :60]).astype(np.float32)
+    inputs = [np.arange(0, 20), np.arange(20, 40), np.arange(40, 60)]
+    outputs = [np.arange(40, 60), np.arange(0, 20), np.arange(20, 40)]
+    params = TrainingParameters(learning_rate=3e-2, max_epochs=40, patience=2, dropout=0.0, cores=2)
+    results = {}
+    for shrink in (0.0, 0.99):  # never / as soon as one sub-network stops
+        monkeypatch.setattr(training, "SHRINK_WHEN", shrink)
+        results[shrink] = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
+    (never, never_history), (always, always_history) = results[0.0], results[0.99]
+    assert len(set(never_history["best_epoch"])) > 1  # they did stop at different epochs
+    assert always_history["best_epoch"] == never_history["best_epoch"]
+    for a, b in zip(always, never):
+        for wa, wb in zip(a, b):
+            np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
