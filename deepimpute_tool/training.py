@@ -19,6 +19,7 @@ asked for.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import sys
@@ -232,8 +233,12 @@ class _FusedTrainer:
             ]
 
         variables = self.variables = variables_of(values["weights"])
-        first_moments = self.first_moments = variables_of(values["first_moments"])
-        second_moments = self.second_moments = variables_of(values["second_moments"])
+        if "first_moments" in values:
+            first_moments = self.first_moments = variables_of(values["first_moments"])
+            second_moments = self.second_moments = variables_of(values["second_moments"])
+        else:  # Adam starts from zero moments
+            first_moments = self.first_moments = [tf.Variable(tf.zeros_like(v)) for v in variables]
+            second_moments = self.second_moments = [tf.Variable(tf.zeros_like(v)) for v in variables]
         best = self.best = variables_of(values["best"])
         in_ix = tf.constant(input_index[nets, :width_in])
         out_ix = tf.constant(output_index[nets, :width_out])
@@ -315,10 +320,13 @@ class _FusedTrainer:
     def values(self, keep: np.ndarray) -> dict[str, list[np.ndarray]]:
         """The current arrays of the sub-networks at positions ``keep`` of ``self.nets``."""
         return {
-            "weights": [v.numpy()[keep] for v in self.variables],
-            "first_moments": [v.numpy()[keep] for v in self.first_moments],
-            "second_moments": [v.numpy()[keep] for v in self.second_moments],
-            "best": [v.numpy()[keep] for v in self.best],
+            key: [v.sparse_read(keep).numpy() for v in variables]
+            for key, variables in (
+                ("weights", self.variables),
+                ("first_moments", self.first_moments),
+                ("second_moments", self.second_moments),
+                ("best", self.best),
+            )
         }
 
     def store_best(self, best: list[np.ndarray]) -> None:
@@ -384,12 +392,7 @@ def fit_subnetworks(
         np.zeros((n_nets, 1, width_out), np.float32),
     ]
     best = [w.copy() for w in initial]
-    values = {
-        "weights": initial,
-        "first_moments": [np.zeros_like(w) for w in initial],
-        "second_moments": [np.zeros_like(w) for w in initial],
-        "best": best,
-    }
+    values = {"weights": initial, "best": best}
 
     with tf.device(device):
         # one dense copy of the training cells, made from the sparse matrix one block at a time
@@ -401,7 +404,7 @@ def fit_subnetworks(
         trainer = _FusedTrainer(
             tf, params, values, np.arange(n_nets), input_index, output_index, n_in, n_out, step, generator
         )
-        del values, initial
+        del values, initial, W1, W2
 
         best_loss = np.full(n_nets, np.inf)
         best_epoch = np.zeros(n_nets, dtype=int)
@@ -439,6 +442,9 @@ def fit_subnetworks(
             if still_training.size <= SHRINK_WHEN * nets.size:
                 trainer.store_best(best)
                 values = trainer.values(np.searchsorted(nets, still_training))
+                # free the larger computation before building the smaller one
+                del trainer
+                gc.collect()
                 trainer = _FusedTrainer(
                     tf,
                     params,
