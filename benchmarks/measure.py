@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -15,14 +15,33 @@ class Measurement:
     output: str
 
 
+# Linux carries a process's peak RSS across fork + exec (the forked copy of the parent's
+# memory counts), so a child of a large benchmark process would report at least the
+# parent's size. This small interpreter forks the command itself and reports its peak.
+_PEAK_RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"PEAK_RSS_KB {usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measure(command: list[str], *, env: dict | None = None) -> Measurement:
-    """Wall time and peak RSS of ``command`` (via wait4, so only this child and its own children)."""
+    """Wall time and peak RSS of ``command`` (and its own children, via wait4)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _PEAK_RSS_WRAPPER, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    output, _ = process.communicate()
     seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    output, _, peak = output.rpartition("PEAK_RSS_KB ")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
-    return Measurement(seconds=seconds, peak_rss_mb=usage.ru_maxrss / 1024, output=output)
+    return Measurement(seconds=seconds, peak_rss_mb=int(peak.split()[0]) / 1024, output=output)

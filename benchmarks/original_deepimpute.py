@@ -5,7 +5,7 @@ same layout as `deepimpute impute` (main matrix imputed, layer 'raw' the input c
 other layers such as 'original' carried over), so `deepimpute score` scores both tools
 with the same code.
 
-    python original_deepimpute.py IN.loom OUT.loom [--cores N] [--seed S]
+    python original_deepimpute.py IN.loom OUT.loom [--cores N] [--seed S] [--max-epochs E --patience P]
 """
 
 import argparse
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--cores", type=int, default=-1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-epochs", type=int, default=500, help="Fixed-epoch runs for scaling curves.")
+    parser.add_argument("--patience", type=int, default=5)
     args = parser.parse_args()
 
     from deepimpute.multinet import MultiNet
@@ -40,7 +42,9 @@ def main() -> None:
     frame = pd.DataFrame(counts, index=cells, columns=genes)
 
     started = time.perf_counter()
-    model = MultiNet(seed=args.seed, ncores=args.cores, verbose=0)
+    model = MultiNet(
+        seed=args.seed, ncores=args.cores, verbose=0, max_epochs=args.max_epochs, patience=args.patience
+    )
     model.fit(frame)
     trained = time.perf_counter()
     imputed = model.predict(frame)

@@ -1,0 +1,57 @@
+"""Make larger Loom files from a real one: cells drawn with replacement, binomially thinned.
+
+Each drawn cell keeps every count with probability ``keep`` (binomial thinning), so copies
+of one cell differ as two shallower sequencings of it would. Written one block of cells
+at a time, so a million cells need no more memory than a block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import loompy
+import numpy as np
+import scipy.sparse as sp
+
+from deepimpute_tool import io
+
+
+def most_detected_genes(counts: sp.csr_matrix, n_genes: int) -> np.ndarray:
+    """Column indices of the ``n_genes`` genes detected in the most cells, in file order."""
+    detected = np.asarray((counts > 0).sum(axis=0)).ravel()
+    return np.sort(np.argsort(-detected, kind="stable")[:n_genes])
+
+
+def write_resampled(
+    source: Path,
+    output: Path,
+    *,
+    n_cells: int,
+    n_genes: int | None = None,
+    keep: float = 0.9,
+    seed: int = 0,
+    block_cells: int = 50_000,
+) -> Path:
+    """Write ``n_cells`` thinned copies of cells of ``source`` (its ``n_genes`` most detected genes)."""
+    if output.exists():
+        return output
+    dataset = io.read_dataset(source)
+    counts = dataset.counts
+    columns = most_detected_genes(counts, n_genes) if n_genes else np.arange(counts.shape[1])
+    counts = sp.csr_matrix(counts[:, columns]).astype(np.int64)
+    genes = dataset.genes[columns]
+    rng = np.random.default_rng(seed)
+    partial = output.with_name(output.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with loompy.new(str(partial)) as ds:
+        for start in range(0, n_cells, block_cells):
+            size = min(block_cells, n_cells - start)
+            drawn = counts[rng.integers(0, counts.shape[0], size)]
+            drawn.data = rng.binomial(drawn.data, keep)
+            ds.add_columns(
+                {"": drawn.T.toarray().astype(np.float32)},
+                col_attrs={"CellID": np.array([f"cell{start + i}" for i in range(size)])},
+                row_attrs={"Gene": genes},
+            )
+    partial.rename(output)
+    return output
