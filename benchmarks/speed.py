@@ -324,26 +324,30 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     parts = results["parts"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.8))
     if "head_to_head" in parts:
-        ax = axes[0]
         datasets = parts["head_to_head"]["datasets"]
         names = list(datasets)
         tools = sorted({t for d in datasets.values() for t in d})
         width = 0.8 / len(tools)
-        for i, tool in enumerate(tools):
-            values = [datasets[n].get(tool, {}).get("total_seconds", 0) for n in names]
-            bars = ax.bar([j + i * width for j in range(len(names))], values, width, label=tool)
-            pearsons = [datasets[n].get(tool, {}).get("pearson", float("nan")) for n in names]
-            for bar, r in zip(bars, pearsons):
-                ax.annotate(f"r={r:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=7, rotation=90)  # fmt: skip
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names)
-        ax.set_ylabel("train + impute wall time (s)")
-        ax.set_title("Masked benchmark (r: Pearson at masked entries)")
-        ax.legend(fontsize=7)
+        for ax, figure, label in (
+            (axes[0], "total_seconds", "train + impute wall time (s)"),
+            (axes[1], "peak_rss_mb", "peak RSS (MB)"),
+        ):
+            for i, tool in enumerate(tools):
+                values = [datasets[n].get(tool, {}).get(figure, 0) for n in names]
+                bars = ax.bar([j + i * width for j in range(len(names))], values, width, label=tool)
+                pearsons = [datasets[n].get(tool, {}).get("pearson", float("nan")) for n in names]
+                for bar, r in zip(bars, pearsons):
+                    ax.annotate(f"r={r:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                                va="bottom", fontsize=7, rotation=90)  # fmt: skip
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names)
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.2)
+            ax.set_ylabel(label)
+            ax.set_title("Masked benchmark (r: masked Pearson)")
+        axes[0].legend(fontsize=7, loc="upper right")
     if "scaling" in parts:
-        ax = axes[1]
+        ax = axes[2]
         rows = parts["scaling"]["rows"]
         for tool, marker in (("this_tool", "o"), ("deepimpute_1.2", "s")):
             points = [(r["cells"], total_wall(r[tool])) for r in rows if "impute_seconds" in r.get(tool, {})]
@@ -356,7 +360,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title("Scaling with cells")
         ax.legend(fontsize=7)
     if "streaming" in parts:
-        ax = axes[2]
+        ax = axes[3]
         rows = parts["streaming"]["rows"]
         cells = [r["cells"] for r in rows]
         ax.plot(cells, [r["impute_seconds"] for r in rows], marker="o", label="impute wall time (s)")
