@@ -10,10 +10,11 @@ cells held out for early stopping.
 
 How it runs differs from the original: all sub-networks are trained as one computation
 (batched matrix products over a sub-network axis, inputs padded with zeros to the largest
-sub-network), correlations are computed one block of targets at a time from the sparse
-matrix (no genes x genes matrix), early stopping is judged per sub-network and keeps each
-one's best weights, and Adam is written out here so its learning rate is exactly the one
-asked for.
+sub-network), correlations are computed for a chunk of genes against a block of targets at
+a time, keeping a running top ``ntop`` per target (no genes x genes matrix), early stopping
+is judged per sub-network, keeps each one's best weights and drops stopped sub-networks from
+the computation, and Adam is TensorFlow's fused kernel called directly, so its learning rate
+is exactly the one asked for.
 """
 
 from __future__ import annotations
