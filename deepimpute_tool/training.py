@@ -221,8 +221,8 @@ class _FusedTrainer:
     """The sub-networks ``nets`` as one TensorFlow computation, padded to their widest."""
 
     def __init__(self, tf, params, values, nets, input_index, output_index, n_in, n_out, step, generator):
-        """``values`` maps weights, first_moments, second_moments and best to the four
-        arrays (W1, b1, W2, b2) of the sub-networks ``nets``, in that order."""
+        """``values`` maps weights, best and, after the first epochs, Adam's first_moments and
+        second_moments to the four arrays (W1, b1, W2, b2) of the sub-networks ``nets``."""
         self.nets = nets
         width_in, width_out = int(n_in[nets].max()), int(n_out[nets].max())
         widths = [(width_in, None), (None, None), (None, width_out), (None, width_out)]
