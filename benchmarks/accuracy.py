@@ -19,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from measure import measure
+from measure import measure, parse_times
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -78,10 +78,10 @@ def run_original(masked: Path, work: Path, python: str, seed: int) -> dict:
     result = measure(
         [python, str(HERE / "original_deepimpute.py"), str(masked), str(imputed), "--seed", str(seed)]
     )
-    times = dict(item.split("=") for item in result.output.split("TIMES ")[-1].split())
+    times = parse_times(result.output)
     return {
-        "train_seconds": round(float(times["train"]), 2),
-        "impute_seconds": round(float(times["impute"]), 2),
+        "train_seconds": round(times["train"], 2),
+        "impute_seconds": round(times["impute"], 2),
         "total_seconds": round(result.seconds, 2),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
         "epochs": int(times["epochs"]),

@@ -45,3 +45,11 @@ def measure(command: list[str], *, env: dict | None = None) -> Measurement:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
     return Measurement(seconds=seconds, peak_rss_mb=int(peak.split()[0]) / 1024, output=output)
+
+
+def parse_times(output: str) -> dict[str, float]:
+    """The seconds of training and imputation and the epochs a reference runner reported
+    (reference_loom.report_times)."""
+    return {
+        key: float(value) for key, value in (item.split("=") for item in output.split("TIMES ")[-1].split())
+    }

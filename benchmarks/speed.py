@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from accuracy import DATA, deepimpute, prepare, run_original, run_this_tool, score
-from measure import measure
+from measure import measure, parse_times
 from resample import write_resampled
 
 HERE = Path(__file__).resolve().parent
@@ -45,10 +45,10 @@ def run_magic(masked: Path, work: Path, python: str) -> dict:
     imputed = work / f"{masked.stem}.magic.loom"
     imputed.unlink(missing_ok=True)
     result = measure([python, str(HERE / "magic_impute.py"), str(masked), str(imputed)])
-    times = dict(item.split("=") for item in result.output.split("TIMES ")[-1].split())
+    times = parse_times(result.output)
     return {
         "train_seconds": 0.0,
-        "impute_seconds": round(float(times["impute"]), 2),
+        "impute_seconds": round(times["impute"], 2),
         "total_seconds": round(result.seconds, 2),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
         **score(imputed),
@@ -107,10 +107,10 @@ def scaling(args) -> dict:
             command += ["--max-epochs", epochs, "--patience", epochs]
             try:
                 result = measure(_timed_out(command, args.original_timeout))
-                times = dict(item.split("=") for item in result.output.split("TIMES ")[-1].split())
+                times = parse_times(result.output)
                 row["deepimpute_1.2"] = {
-                    "train_seconds": float(times["train"]),
-                    "impute_seconds": float(times["impute"]),
+                    "train_seconds": times["train"],
+                    "impute_seconds": times["impute"],
                     "total_seconds": round(result.seconds, 2),
                     "peak_rss_mb": round(result.peak_rss_mb, 1),
                 }

@@ -337,7 +337,7 @@ class _FusedTrainer:
             target[self.nets, : values.shape[1], : values.shape[2]] = values
 
 
-def _dense_constant(tf, x, cells: np.ndarray, *, block_bytes: int = 64 * 2**20):
+def _dense_rows(tf, x, cells: np.ndarray, *, block_bytes: int = 64 * 2**20):
     """The rows ``cells`` of ``x`` (dense or sparse) as one dense float32 tensor, filled one block
     of rows at a time so that no second full-size copy exists."""
     n_genes = x.shape[1]
@@ -397,14 +397,16 @@ def fit_subnetworks(
 
     with tf.device(device):
         # one dense copy of the training cells, made from the sparse matrix one block at a time
-        data_train, data_validation = (
-            _dense_constant(tf, x, cells) for cells in (train_cells, validation_cells)
-        )
+        data_train, data_validation = (_dense_rows(tf, x, cells) for cells in (train_cells, validation_cells))
         step = tf.Variable(0.0)
         generator = tf.random.Generator.from_seed(params.seed)
-        trainer = _FusedTrainer(
-            tf, params, values, np.arange(n_nets), input_index, output_index, n_in, n_out, step, generator
-        )
+
+        def fused(values: dict, nets: np.ndarray) -> _FusedTrainer:
+            return _FusedTrainer(
+                tf, params, values, nets, input_index, output_index, n_in, n_out, step, generator
+            )
+
+        trainer = fused(values, np.arange(n_nets))
         del values, initial, W1, W2
 
         best_loss = np.full(n_nets, np.inf)
@@ -425,7 +427,10 @@ def fit_subnetworks(
             waiting[nets] = np.where(improved, 0, waiting[nets] + 1)
             trainer.keep_best(tf.constant(improved))
             history["train_loss"].append(float(last_train_loss.sum()))
-            history["validation_loss"].append(float(best_loss.sum() + (val_loss - best_loss[nets]).sum()))
+            # stopped sub-networks count with their best loss, the others with this epoch's
+            reported = best_loss.copy()
+            reported[nets] = val_loss
+            history["validation_loss"].append(float(reported.sum()))
             still_training = np.flatnonzero(waiting < params.patience)
             if on_epoch is not None:
                 on_epoch(
@@ -446,18 +451,7 @@ def fit_subnetworks(
                 # free the larger computation before building the smaller one
                 del trainer
                 gc.collect()
-                trainer = _FusedTrainer(
-                    tf,
-                    params,
-                    values,
-                    still_training,
-                    input_index,
-                    output_index,
-                    n_in,
-                    n_out,
-                    step,
-                    generator,
-                )
+                trainer = fused(values, still_training)
                 del values
         seconds = time.perf_counter() - started
         trainer.store_best(best)
