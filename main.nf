@@ -88,6 +88,8 @@ process TRAIN {
         --hidden ${params.hidden} \\
         --dropout ${params.dropout} \\
         --learning-rate ${params.learning_rate} \\
+        --coarse-learning-rate ${params.coarse_learning_rate} \\
+        --coarse-patience ${params.coarse_patience} \\
         --batch-size ${params.batch_size} \\
         --max-epochs ${params.max_epochs} \\
         --patience ${params.patience} \\

@@ -139,7 +139,24 @@ train_options = options(
         type=click.FloatRange(min=0, min_open=True),
         default=DEFAULTS.learning_rate,
         show_default=True,
-        help="Adam learning rate (exactly this one is used).",
+        help="Adam learning rate of the final phase, the paper's (exactly this one is used).",
+    ),
+    click.option(
+        "--coarse-learning-rate",
+        type=click.FloatRange(min=0),
+        default=DEFAULTS.coarse_learning_rate,
+        show_default=True,
+        help="Adam learning rate of a first, coarse phase that ends when every sub-network has "
+        "gone --coarse-patience epochs without improving; training then goes on from the best "
+        "weights at --learning-rate. About half the epochs at the same masked accuracy on the "
+        "project's benchmarks. 0: no coarse phase, as the paper.",
+    ),
+    click.option(
+        "--coarse-patience",
+        type=click.IntRange(min=1),
+        default=DEFAULTS.coarse_patience,
+        show_default=True,
+        help="Epochs without a better validation loss that end a sub-network's coarse phase.",
     ),
     click.option(
         "--batch-size",

@@ -14,7 +14,8 @@ sub-network), correlations are computed for a chunk of genes against a block of 
 a time, keeping a running top ``ntop`` per target (no genes x genes matrix), early stopping
 is judged per sub-network, keeps each one's best weights and drops stopped sub-networks from
 the computation, and Adam is TensorFlow's fused kernel called directly, so its learning rate
-is exactly the one asked for.
+is exactly the one asked for. By default a coarse phase at a ten times higher rate comes
+first (see :class:`TrainingParameters`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ VALIDATION_BATCH = 1024
 
 @dataclass(frozen=True)
 class TrainingParameters:
-    """Every option of training, with the paper's defaults."""
+    """Every option of training, with the paper's defaults.
+
+    One default is not the paper's: training starts with a coarse phase at
+    ``coarse_learning_rate`` (the rate the original code effectively ran at) until every
+    sub-network has gone ``coarse_patience`` epochs without improving, then goes on from the
+    best weights at ``learning_rate`` (the paper's) with ``patience``. On the project's
+    benchmarks this takes about half the epochs of the paper's single phase at the same or
+    better masked accuracy. ``coarse_learning_rate=0`` trains as the paper.
+    """
 
     min_vmr: float = 0.5
     max_genes: int | None = None
@@ -52,6 +61,8 @@ class TrainingParameters:
     hidden: int = 256
     dropout: float = 0.2
     learning_rate: float = 1e-4
+    coarse_learning_rate: float = 1e-3
+    coarse_patience: int = 2
     batch_size: int = 64
     max_epochs: int = 500
     patience: int = 5
@@ -220,9 +231,12 @@ def _configure_tensorflow(*, cores: int, device: str, seed: int):
 class _FusedTrainer:
     """The sub-networks ``nets`` as one TensorFlow computation, padded to their widest."""
 
-    def __init__(self, tf, params, values, nets, input_index, output_index, n_in, n_out, step, generator):
+    def __init__(
+        self, tf, params, values, nets, input_index, output_index, n_in, n_out, step, rate, generator
+    ):
         """``values`` maps weights, best and, after the first epochs, Adam's first_moments and
-        second_moments to the four arrays (W1, b1, W2, b2) of the sub-networks ``nets``."""
+        second_moments to the four arrays (W1, b1, W2, b2) of the sub-networks ``nets``;
+        ``step`` counts Adam's steps and ``rate`` is its learning rate (both TF variables)."""
         self.nets = nets
         width_in, width_out = int(n_in[nets].max()), int(n_out[nets].max())
         widths = [(width_in, None), (None, None), (None, width_out), (None, width_out)]
@@ -243,7 +257,7 @@ class _FusedTrainer:
         best = self.best = variables_of(values["best"])
         in_ix = tf.constant(input_index[nets, :width_in])
         out_ix = tf.constant(output_index[nets, :width_out])
-        lr, beta1, beta2, epsilon = params.learning_rate, 0.9, 0.999, 1e-7
+        beta1, beta2, epsilon = 0.9, 0.999, 1e-7
         keep = 1.0 - params.dropout
         compute_dtype = tf.bfloat16 if params.precision == "bfloat16" else tf.float32
         n_nets = nets.size
@@ -293,7 +307,7 @@ class _FusedTrainer:
                         v=u.handle,
                         beta1_power=beta1**step,
                         beta2_power=beta2**step,
-                        lr=lr,
+                        lr=rate,
                         beta1=beta1,
                         beta2=beta2,
                         epsilon=epsilon,
@@ -398,12 +412,18 @@ def fit_subnetworks(
     with tf.device(device):
         # one dense copy of the training cells, made from the sparse matrix one block at a time
         data_train, data_validation = (_dense_rows(tf, x, cells) for cells in (train_cells, validation_cells))
+        # (learning rate, patience) of each phase
+        phases = [(params.learning_rate, params.patience)]
+        if params.coarse_learning_rate > 0:
+            phases.insert(0, (params.coarse_learning_rate, params.coarse_patience))
+        phase = 0
         step = tf.Variable(0.0)
+        rate = tf.Variable(phases[0][0])
         generator = tf.random.Generator.from_seed(params.seed)
 
         def fused(values: dict, nets: np.ndarray) -> _FusedTrainer:
             return _FusedTrainer(
-                tf, params, values, nets, input_index, output_index, n_in, n_out, step, generator
+                tf, params, values, nets, input_index, output_index, n_in, n_out, step, rate, generator
             )
 
         trainer = fused(values, np.arange(n_nets))
@@ -416,6 +436,7 @@ def fit_subnetworks(
         history = {"train_loss": [], "validation_loss": []}
         started = time.perf_counter()
         epoch = 0
+        phase_epochs = []  # the epoch that ended each phase
         for epoch in range(1, params.max_epochs + 1):
             nets = trainer.nets
             permutation = tf.constant(rng.permutation(train_cells.size), tf.int32)
@@ -431,7 +452,7 @@ def fit_subnetworks(
             reported = best_loss.copy()
             reported[nets] = val_loss
             history["validation_loss"].append(float(reported.sum()))
-            still_training = np.flatnonzero(waiting < params.patience)
+            still_training = np.flatnonzero(waiting < phases[phase][1])
             if on_epoch is not None:
                 on_epoch(
                     epoch,
@@ -441,6 +462,18 @@ def fit_subnetworks(
                         "active": int(still_training.size),
                     },
                 )
+            if still_training.size == 0 and phase + 1 < len(phases):
+                # the next phase: every sub-network from its best weights, Adam afresh
+                phase += 1
+                phase_epochs.append(epoch)
+                trainer.store_best(best)
+                del trainer
+                gc.collect()
+                trainer = fused({"weights": [b.copy() for b in best], "best": best}, np.arange(n_nets))
+                step.assign(0.0)
+                rate.assign(phases[phase][0])
+                waiting[:] = 0
+                continue
             if still_training.size == 0:
                 break
             # Stopped sub-networks only cost time: once enough have stopped, carry on
@@ -468,6 +501,7 @@ def fit_subnetworks(
     ]
     history.update(
         epochs=epoch,
+        phase_epochs=[*phase_epochs, epoch],
         best_epoch=best_epoch.tolist(),
         best_validation_loss=best_loss.tolist(),
         train_cells=int(train_cells.size),

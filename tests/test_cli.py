@@ -108,6 +108,8 @@ def test_help_and_version():
     train_help = run("deepimpute", "train", "--help").stdout
     for option, default in [
         ("--learning-rate", "0.0001"),
+        ("--coarse-learning-rate", "0.001"),
+        ("--coarse-patience", "2"),
         ("--subset-size", "512"),
         ("--batch-size", "64"),
         ("--max-epochs", "500"),

@@ -94,23 +94,55 @@ def _small_problem(pbmc68k, n_genes=40):
     return x, inputs, outputs
 
 
-@pytest.mark.parametrize("learning_rate", [1e-4, 1e-3])
-def test_adam_uses_exactly_the_learning_rate_asked_for(pbmc68k, learning_rate):
+@pytest.mark.parametrize(
+    ("learning_rate", "coarse_learning_rate", "first_rate"),
+    [(1e-4, 0.0, 1e-4), (1e-3, 0.0, 1e-3), (1e-4, 3e-3, 3e-3)],
+)
+def test_adam_uses_exactly_the_learning_rate_asked_for(
+    pbmc68k, learning_rate, coarse_learning_rate, first_rate
+):
     x, inputs, outputs = _small_problem(pbmc68k)
     params = TrainingParameters(
-        learning_rate=learning_rate, batch_size=10_000, max_epochs=1, dropout=0.0, cores=2
+        learning_rate=learning_rate,
+        coarse_learning_rate=coarse_learning_rate,
+        batch_size=10_000,
+        max_epochs=1,
+        dropout=0.0,
+        cores=2,
     )
     weights, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
     # one step from zero-initialised output biases moves each by lr * g / (|g| + eps)
     steps = np.abs(np.concatenate([w[3] for w in weights]))
     assert history["epochs"] == 1
-    assert steps.max() <= learning_rate * (1 + 1e-4)
-    assert np.median(steps) > 0.9 * learning_rate
+    assert steps.max() <= first_rate * (1 + 1e-4)
+    assert np.median(steps) > 0.9 * first_rate
+
+
+def test_the_coarse_phase_hands_its_best_weights_to_the_paper_phase(pbmc68k):
+    x, inputs, outputs = _small_problem(pbmc68k)
+    params = TrainingParameters(
+        coarse_learning_rate=3e-2, coarse_patience=1, learning_rate=1e-3, patience=3, max_epochs=80, cores=2
+    )
+    _, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
+    coarse_end, end = history["phase_epochs"]
+    assert 1 < coarse_end < end == history["epochs"] < 80
+    losses = np.array(history["validation_loss"])
+    # the fine phase starts from the coarse phase's best weights and improves on them
+    assert sum(history["best_validation_loss"]) < losses[:coarse_end].min()
+    assert max(history["best_epoch"]) > coarse_end
+    # a paper-style run has one phase
+    single = TrainingParameters(
+        coarse_learning_rate=0.0, learning_rate=3e-2, patience=1, max_epochs=80, cores=2
+    )
+    _, history = fit_subnetworks(x, inputs, outputs, params=single, rng=np.random.default_rng(0))
+    assert history["phase_epochs"] == [history["epochs"]]
 
 
 def test_early_stopping_keeps_each_subnetworks_best_epoch(pbmc68k):
     x, inputs, outputs = _small_problem(pbmc68k)
-    params = TrainingParameters(learning_rate=3e-2, max_epochs=60, patience=3, cores=2)
+    params = TrainingParameters(
+        learning_rate=3e-2, coarse_learning_rate=0.0, max_epochs=60, patience=3, cores=2
+    )
     weights, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
     assert history["epochs"] < 60
     assert all(best <= history["epochs"] - 3 for best in history["best_epoch"])
@@ -123,7 +155,12 @@ def test_bfloat16_products_train_as_well_as_float32(pbmc68k):
     losses = {}
     for precision in ("float32", "bfloat16"):
         params = TrainingParameters(
-            learning_rate=1e-2, max_epochs=8, patience=8, cores=2, precision=precision
+            learning_rate=1e-2,
+            coarse_learning_rate=0.0,
+            max_epochs=8,
+            patience=8,
+            cores=2,
+            precision=precision,
         )
         _, history = fit_subnetworks(x, inputs, outputs, params=params, rng=np.random.default_rng(0))
         losses[precision] = np.array(history["validation_loss"])
@@ -138,7 +175,9 @@ def test_stopped_subnetworks_leave_the_computation_without_changing_the_others(p
     x = np.log1p(dense(pbmc68k.counts)[:, :60]).astype(np.float32)
     inputs = [np.arange(0, 20), np.arange(20, 40), np.arange(40, 60)]
     outputs = [np.arange(40, 60), np.arange(0, 20), np.arange(20, 40)]
-    params = TrainingParameters(learning_rate=3e-2, max_epochs=40, patience=2, dropout=0.0, cores=2)
+    params = TrainingParameters(
+        learning_rate=3e-2, coarse_learning_rate=0.0, max_epochs=40, patience=2, dropout=0.0, cores=2
+    )
     results = {}
     for shrink in (0.0, 0.99):  # never / as soon as one sub-network stops
         monkeypatch.setattr(training, "SHRINK_WHEN", shrink)
