@@ -396,7 +396,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="*",
-        default=["--precision bfloat16", "--cell-fraction 0.5"],
+        default=["--coarse-learning-rate 0", "--precision bfloat16", "--cell-fraction 0.5"],
         help="Extra runs of this tool in head_to_head, each a string of train options.",
     )
     parser.add_argument("--scaling-cells", type=int, nargs="+", default=[1000, 5000, 10_000, 50_000, 100_000])

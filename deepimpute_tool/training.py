@@ -596,6 +596,17 @@ def train(
         f"stopped after {history['epochs']} epochs ({history['seconds']:.1f} s on {history['device']}); "
         f"best epochs {min(history['best_epoch'])}-{max(history['best_epoch'])}"
     )
+    if params.coarse_learning_rate > 0:
+        coarse_end = history["phase_epochs"][0]
+        if coarse_end == history["epochs"]:
+            log(
+                f"--max-epochs {params.max_epochs} ended training in the coarse phase, before --learning-rate"
+            )
+        else:
+            log(
+                f"coarse phase at {params.coarse_learning_rate:g}: epochs 1-{coarse_end}; "
+                f"at --learning-rate {params.learning_rate:g}: epochs {coarse_end + 1}-{history['epochs']}"
+            )
     genes = np.asarray(genes).astype(str)
     subnetworks = [
         SubNetwork(targets=genes[t], predictors=genes[p], W1=w[0], b1=w[1], W2=w[2], b2=w[3])

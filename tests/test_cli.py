@@ -270,3 +270,5 @@ def test_model_genes_missing_from_input(chain, tmp_path):
 def test_training_logs_epochs_with_an_upper_bound_on_time_left(tmp_path):
     result = run("deepimpute-train", PBMC_SMALL, tmp_path / "model", *TINY_TRAINING)
     assert "epoch 2/2" in result.stderr and "left at most" in result.stderr and "\r" not in result.stderr
+    # two epochs cannot finish the coarse phase (it needs two without improvement): the user is told
+    assert "--max-epochs 2 ended training in the coarse phase" in result.stderr
