@@ -115,9 +115,8 @@ def impute_loom(
                     counts = np.asarray(source[:, cols], dtype=np.float32).T
                     check_counts(counts, path=in_path)
                     imputed = impute_counts(counts, genes, model, policy=policy)
-                    zeros_filled += int(
-                        ((counts[:, target_columns] == 0) & (imputed[:, target_columns] > 0)).sum()
-                    )
+                    # genes the model does not impute are unchanged, so all columns can be counted
+                    zeros_filled += int(np.count_nonzero((counts == 0) & (imputed > 0)))
                     layers = {"": imputed.T, RAW_LAYER: counts.T}
                     layers.update({name: source.layers[name][:, cols] for name in layer_names})
                     col_attrs = {k: np.asarray(source.ca[k][cols]) for k in source.ca.keys()}

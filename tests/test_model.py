@@ -109,3 +109,23 @@ def test_a_zipped_model_loads_and_predicts_identically(pbmc68k, pbmc68k_model, t
     np.testing.assert_array_equal(
         loaded.predict_counts(counts, pbmc68k.genes), pbmc68k_model.predict_counts(counts, pbmc68k.genes)
     )
+
+
+def test_library_normalisation_predicts_on_the_input_count_scale(pbmc68k):
+    """With library-size normalisation a cell sequenced twice as deep reads the same network
+    inputs, so its predicted counts are exactly twice as large; with log1p of raw counts they are not."""
+    from conftest import QUICK
+
+    from deepimpute_tool.training import TrainingParameters, train
+
+    counts = dense(pbmc68k.counts)[:200]
+    for normalisation in ("library", "log1p"):
+        params = TrainingParameters(subset_size=400, normalisation=normalisation, **QUICK)
+        model = train(pbmc68k.counts, pbmc68k.genes, params=params)
+        single = model.predict_counts(counts, pbmc68k.genes)
+        double = model.predict_counts(2 * counts, pbmc68k.genes)
+        assert single.shape == (200, model.target_genes.size) and np.all(single >= 0)
+        if normalisation == "library":
+            np.testing.assert_allclose(double, 2 * single, rtol=1e-4, atol=1e-6)
+        else:
+            assert not np.allclose(double, 2 * single, rtol=1e-2)
