@@ -114,6 +114,15 @@ train_options = options(
         help="Target genes per sub-network; the remainder goes to a last, smaller one.",
     ),
     click.option(
+        "--ensemble",
+        type=click.IntRange(min=1),
+        default=DEFAULTS.ensemble,
+        show_default=True,
+        help="Split the targets into this many independent random partitions, each with its own "
+        "sub-networks, and average each gene's log predictions over them. 2: lower masked MSE and "
+        "higher Pearson on the project's benchmarks, at twice the training time.",
+    ),
+    click.option(
         "--ntop",
         type=click.IntRange(min=1),
         default=DEFAULTS.ntop,

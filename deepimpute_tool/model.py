@@ -10,6 +10,10 @@ A model directory holds two files:
     Plain float32 arrays, four per sub-network (``W1``, ``b1``, ``W2``, ``b2``), read with
     ``allow_pickle=False``.
 
+A gene may be the target of several sub-networks (``deepimpute train --ensemble``); its
+prediction is then the mean of their normalised log predictions. Format version 2 allows
+this; version 1 models, whose genes each have one sub-network, load unchanged.
+
 Loading parses JSON and numeric arrays only: nothing in a model directory is executed or
 unpickled, so a model from a stranger (a Galaxy upload) is safe to load. Prediction is
 plain numpy, so imputation needs no TensorFlow.
@@ -33,7 +37,8 @@ from deepimpute_tool import __version__
 from deepimpute_tool.errors import InputError
 
 MODEL_FORMAT = "deepimpute-tool-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.npz"
 NORMALISATIONS = ("log1p", "library")
@@ -103,7 +108,21 @@ class Model:
 
     @functools.cached_property
     def target_genes(self) -> np.ndarray:
-        return np.concatenate([net.targets for net in self.subnetworks])
+        """Every imputed gene once, in the order the sub-networks first name them."""
+        named = np.concatenate([net.targets for net in self.subnetworks])
+        _, first = np.unique(named, return_index=True)
+        return named[np.sort(first)]
+
+    @functools.cached_property
+    def _target_columns(self) -> list[np.ndarray | slice]:
+        """For each sub-network, the columns of :attr:`target_genes` it predicts."""
+        column = {gene: i for i, gene in enumerate(self.target_genes)}
+        columns = [np.array([column[g] for g in net.targets]) for net in self.subnetworks]
+        # a run of consecutive columns is written through a view, not gathered and scattered
+        return [
+            slice(c[0], c[-1] + 1) if np.array_equal(c, np.arange(c[0], c[0] + c.size)) else c
+            for c in columns
+        ]
 
     @functools.cached_property
     def genes(self) -> np.ndarray:
@@ -123,24 +142,28 @@ class Model:
 
         Returns
         -------
-        Cells x targets array, columns in the order of :attr:`target_genes`.
+        Cells x targets array, columns in the order of :attr:`target_genes`. A gene predicted
+        by several sub-networks gets the mean of their normalised log predictions.
         """
         position = {name: i for i, name in enumerate(gene_names)}
         factors = None  # log1p of raw counts: no scaling
         if self.normalisation.method != "log1p":
             library_sizes = counts[:, [position[g] for g in self.genes]].sum(axis=1)
             factors = self.normalisation.size_factors(library_sizes)[:, None]
-        predictions = np.empty((counts.shape[0], self.target_genes.size), np.float32)
-        start = 0
-        for net in self.subnetworks:
+        log_predictions = np.zeros((counts.shape[0], self.target_genes.size), np.float32)
+        for net, columns in zip(self.subnetworks, self._target_columns):
             inputs = np.asarray(counts[:, [position[g] for g in net.predictors]], dtype=np.float32)
             if factors is not None:
                 inputs *= factors
-            predicted = np.expm1(net.predict_log(np.log1p(inputs, out=inputs)))
-            if factors is not None:
-                predicted /= factors
-            predictions[:, start : start + net.targets.size] = predicted
-            start += net.targets.size
+            log_predictions[:, columns] += net.predict_log(np.log1p(inputs, out=inputs))
+        times_predicted = np.zeros(self.target_genes.size, np.float32)
+        for columns in self._target_columns:
+            times_predicted[columns] += 1
+        if times_predicted.max() > 1:
+            log_predictions /= times_predicted
+        predictions = np.expm1(log_predictions, out=log_predictions)
+        if factors is not None:
+            predictions /= factors
         return predictions
 
     # ------------------------------------------------------------ save / load
@@ -242,12 +265,12 @@ def load_model(path: str | os.PathLike) -> Model:
         raise InputError(where, f"{MODEL_JSON} is not valid JSON: {error}") from error
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise InputError(where, f"{MODEL_JSON} is not a deepimpute-tool model")
-    if content.get("format_version") != MODEL_FORMAT_VERSION:
+    if content.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise InputError(
             where,
             f"model format version {content.get('format_version')} (written by deepimpute-tool "
             f"{content.get('tool_version')}) is not supported by this version "
-            f"({__version__}, format {MODEL_FORMAT_VERSION})",
+            f"({__version__}, formats {', '.join(map(str, READABLE_FORMAT_VERSIONS))})",
         )
     if content.get("content_sha256") != _sha256_json(content):
         raise InputError(where, f"{MODEL_JSON} has been altered since it was written (checksum mismatch)")

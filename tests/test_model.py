@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -129,3 +130,48 @@ def test_library_normalisation_predicts_on_the_input_count_scale(pbmc68k):
             np.testing.assert_allclose(double, 2 * single, rtol=1e-4, atol=1e-6)
         else:
             assert not np.allclose(double, 2 * single, rtol=1e-2)
+
+
+def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_path):
+    """With --ensemble 2 every target has one sub-network in each partition, none reads its own
+    targets, and a gene's prediction is expm1 of the mean of its two sub-networks' log predictions."""
+    from conftest import QUICK
+
+    from deepimpute_tool.training import TrainingParameters, train
+
+    params = TrainingParameters(subset_size=400, ensemble=2, **QUICK)
+    model = train(pbmc68k.counts, pbmc68k.genes, params=params)
+    named = np.concatenate([net.targets for net in model.subnetworks])
+    assert named.size == 2 * model.target_genes.size
+    assert set(np.unique(named, return_counts=True)[1]) == {2}
+    for net in model.subnetworks:
+        assert not np.intersect1d(net.predictors, net.targets).size
+
+    counts = dense(pbmc68k.counts)[:100]
+    position = {g: i for i, g in enumerate(pbmc68k.genes)}
+    logs = np.zeros((counts.shape[0], model.target_genes.size))
+    column = {g: i for i, g in enumerate(model.target_genes)}
+    for net in model.subnetworks:
+        inputs = np.log1p(counts[:, [position[g] for g in net.predictors]]).astype(np.float32)
+        logs[:, [column[g] for g in net.targets]] += net.predict_log(inputs)
+    predicted = model.predict_counts(counts, pbmc68k.genes)
+    np.testing.assert_allclose(predicted, np.expm1(logs / 2), rtol=1e-5, atol=1e-6)
+
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 2
+    np.testing.assert_array_equal(load_model(tmp_path).predict_counts(counts, pbmc68k.genes), predicted)
+
+
+def test_a_format_1_model_still_imputes():
+    """The Galaxy test model was written in format 1 (one sub-network per gene)."""
+    from conftest import PBMC_SMALL
+
+    from deepimpute_tool.io import read_loom
+
+    archive = REPO / "galaxy" / "test-data" / "pbmc_small.model.zip"
+    with zipfile.ZipFile(archive) as opened:
+        assert json.loads(opened.read("model.json"))["format_version"] == 1
+    model = load_model(archive)
+    data = read_loom(PBMC_SMALL)
+    predicted = model.predict_counts(dense(data.counts), data.genes)
+    assert predicted.shape == (data.n_cells, model.target_genes.size) and np.all(predicted > 0)
