@@ -125,6 +125,14 @@ class Model:
         ]
 
     @functools.cached_property
+    def _times_predicted(self) -> np.ndarray | None:
+        """How many sub-networks predict each of :attr:`target_genes`; None when each has one."""
+        times = np.zeros(self.target_genes.size, np.float32)
+        for columns in self._target_columns:
+            times[columns] += 1
+        return times if times.max() > 1 else None
+
+    @functools.cached_property
     def genes(self) -> np.ndarray:
         """Every gene the model reads: targets and predictors, sorted."""
         return np.unique(
@@ -156,11 +164,8 @@ class Model:
             if factors is not None:
                 inputs *= factors
             log_predictions[:, columns] += net.predict_log(np.log1p(inputs, out=inputs))
-        times_predicted = np.zeros(self.target_genes.size, np.float32)
-        for columns in self._target_columns:
-            times_predicted[columns] += 1
-        if times_predicted.max() > 1:
-            log_predictions /= times_predicted
+        if self._times_predicted is not None:
+            log_predictions /= self._times_predicted
         predictions = np.expm1(log_predictions, out=log_predictions)
         if factors is not None:
             predictions /= factors
