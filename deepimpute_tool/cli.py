@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# loompy imports a module of numba functions we never call (kallisto BUS files); compiling
-# them costs every step about 2 s of start-up. The command line runs no other numba code.
-os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
-
 import click
 
-from deepimpute_tool import __version__
+from deepimpute_tool import (
+    __version__,
+    startup,  # noqa: F401  (first: lean imports of loompy)
+)
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.imputation import POLICIES
 from deepimpute_tool.model import NORMALISATIONS
