@@ -375,13 +375,29 @@ def plot(results: dict, path: Path) -> None:
 
 
 def _commit() -> str:
-    """The code measured: git commit, marked dirty when the working tree differs from it."""
+    """The code measured: git commit, marked dirty when files other than the results differ from it
+    (this run rewrites results/ after every part)."""
     import subprocess
 
-    described = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True, check=False
-    )
-    return described.stdout.strip() or "unknown"
+    def git(*arguments: str) -> str:
+        done = subprocess.run(["git", *arguments], cwd=HERE, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "..", ":(exclude)results")
+    return f"{commit}-dirty" if changed else commit
+
+
+def _processor() -> str:
+    """The processor's model name (``platform.processor()`` says only x86_64 on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -396,7 +412,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="*",
-        default=["--coarse-learning-rate 0", "--precision bfloat16", "--cell-fraction 0.5"],
+        default=["--coarse-learning-rate 0", "--ensemble 2", "--cell-fraction 0.5"],
         help="Extra runs of this tool in head_to_head, each a string of train options.",
     )
     parser.add_argument("--scaling-cells", type=int, nargs="+", default=[1000, 5000, 10_000, 50_000, 100_000])
@@ -415,7 +431,7 @@ def main() -> None:
     results.update(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         machine={
-            "processor": platform.processor() or platform.machine(),
+            "processor": _processor(),
             "cores": len(os.sched_getaffinity(0)),
             "python": sys.version.split()[0],
         },
