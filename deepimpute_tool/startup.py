@@ -13,8 +13,6 @@ import os
 import sys
 import types
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 
 def _unjitted(*args, **kwargs):
     """``numba.jit`` used bare or with a signature and options, as loompy uses it: a no-op."""
