@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from deepimpute_tool import (
-    __version__,
-    startup,  # noqa: F401  (first: lean imports of loompy)
-)
+from deepimpute_tool.lean_imports import import_loompy_without_numba
+
+import_loompy_without_numba()  # before the modules below import loompy
+
+from deepimpute_tool import __version__
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.imputation import POLICIES
 from deepimpute_tool.model import NORMALISATIONS

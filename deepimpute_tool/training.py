@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool import __version__
+from deepimpute_tool.lean_imports import import_tensorflow
 from deepimpute_tool.model import Model, Normalisation, SubNetwork
 
 CORRELATION_BLOCK = 512
@@ -211,30 +212,11 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
-def _import_tensorflow():
-    """Import TensorFlow without the Keras it loads eagerly at import.
-
-    Training uses TensorFlow's operations only. Keras, with the pandas, scikit-learn and
-    matplotlib it pulls in, costs each training process about 2.5 s and 130 MB; a missing
-    ``keras`` is an import failure TensorFlow tolerates. ``import keras`` works again afterwards.
-    """
-    if "tensorflow" in sys.modules or "keras" in sys.modules:
-        import tensorflow as tf
-
-        return tf
-    sys.modules["keras"] = None  # makes `import keras` raise ImportError
-    try:
-        import tensorflow as tf
-    finally:
-        del sys.modules["keras"]
-    return tf
-
-
 def _configure_tensorflow(*, cores: int, device: str, seed: int):
     """Import TensorFlow quietly, set its threads, pick the device; return (tf, device name)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _quiet_native_stderr():
-        tf = _import_tensorflow()
+        tf = import_tensorflow()
 
         # retracing notices when stopped sub-networks leave the computation are expected
         tf.get_logger().setLevel("ERROR")
@@ -650,7 +632,7 @@ def train(
         SubNetwork(targets=genes[t], predictors=genes[p], W1=w[0], b1=w[1], W2=w[2], b2=w[3])
         for t, p, w in zip(subsets, predictors, weights)
     ]
-    tf = _import_tensorflow()
+    tf = import_tensorflow()
     return Model(
         subnetworks=subnetworks,
         normalisation=normalisation,

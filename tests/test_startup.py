@@ -1,4 +1,4 @@
-"""Start-up of each step: the heavy packages nothing calls stay out, and stay importable after."""
+"""Start-up of each step (lean_imports): the heavy packages nothing calls stay out, and stay importable after."""
 
 from __future__ import annotations
 
