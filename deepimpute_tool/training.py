@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -132,30 +132,40 @@ def split_subsets(
 
 def select_predictors(
     log_values: sp.csr_matrix,
-    subsets: list[np.ndarray],
+    partitions: Sequence[Sequence[np.ndarray]],
     *,
     ntop: int = 5,
     chunk_bytes: int = CORRELATION_CHUNK_BYTES,
-) -> list[np.ndarray]:
-    """For each subset, the union of each target's ``ntop`` most correlated genes.
+) -> list[list[np.ndarray]]:
+    """Predictors of each subset of each partition: the union of its targets' ``ntop`` most correlated genes.
 
     Correlation is Pearson's, in absolute value, on the normalised log values. Genes of the
-    subset itself and genes that do not vary are never chosen. The standardised values of
-    a chunk of genes (at most ``chunk_bytes`` as dense float32) are multiplied with those of
-    ``CORRELATION_BLOCK`` targets at a time, and each target keeps a running top ``ntop``:
-    memory grows with cells x chunk and chunk x block, never genes x genes.
+    subset itself and genes that do not vary are never chosen. Every partition holds the same
+    targets (an ensemble's members), so the correlations are computed once for all of them.
+
+    The standardised values of a chunk of genes (at most ``chunk_bytes`` as dense float32) are
+    multiplied with those of ``CORRELATION_BLOCK`` targets at a time, and each target keeps a
+    running top ``ntop``: memory grows with cells x chunk and chunk x block, never genes x genes.
+    Targets come first in the gene order and a block of targets is multiplied only with the
+    genes from its own first one onwards: a product of two targets serves both, so the
+    target x target part, most of the work, is computed once instead of twice.
     """
     X = sp.csc_matrix(log_values, dtype=np.float32)
     n_cells, n_genes = X.shape
     mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
     mean_sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
     sd = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
-    varying = np.flatnonzero(sd > 1e-6 * np.maximum(mean, 1.0))
+    excluded = sd <= 1e-6 * np.maximum(mean, 1.0)
     scale = np.divide(1.0, sd * np.sqrt(n_cells), out=np.zeros_like(sd), where=sd > 0)
-    owner = np.full(n_genes, -1)
-    for i, subset in enumerate(subsets):
-        owner[subset] = i
-    targets = np.concatenate(subsets)
+    owners = np.full((len(partitions), n_genes), -1)
+    for owner, partition in zip(owners, partitions):
+        for i, subset in enumerate(partition):
+            owner[subset] = i
+    targets = np.sort(np.concatenate(partitions[0]))
+    is_target = np.zeros(n_genes, bool)
+    is_target[targets] = True
+    order = np.concatenate([targets, np.flatnonzero(~is_target & ~excluded)])
+    n_targets = targets.size
 
     def standardised(columns: np.ndarray) -> np.ndarray:
         dense = X[:, columns].toarray()
@@ -163,26 +173,49 @@ def select_predictors(
         dense *= scale[columns].astype(np.float32)
         return dense
 
-    best_corr = np.full((targets.size, ntop), -1.0, np.float32)
-    best_gene = np.full((targets.size, ntop), -1)
-    chunk = max(CORRELATION_BLOCK, chunk_bytes // (4 * max(n_cells, 1)))
-    for chunk_start in range(0, varying.size, chunk):
-        genes = varying[chunk_start : chunk_start + chunk]
-        chunk_values = standardised(genes)
+    best_corr = np.full((len(partitions), n_targets, ntop), -1.0, np.float32)
+    best_gene = np.full((len(partitions), n_targets, ntop), -1)
+
+    def offer(rows: slice, genes: np.ndarray, corr: np.ndarray) -> None:
+        """Merge ``genes`` (the columns of ``corr``) into the running top of ``targets[rows]``."""
         k = min(ntop, genes.size)
-        for start in range(0, targets.size, CORRELATION_BLOCK):
-            block = slice(start, start + CORRELATION_BLOCK)
-            corr = np.abs(standardised(targets[block]).T @ chunk_values)  # block x genes
-            corr[owner[targets[block]][:, None] == owner[genes][None, :]] = -1.0
-            top = np.argpartition(-corr, k - 1, axis=1)[:, :k]
-            candidates = np.hstack([best_corr[block], np.take_along_axis(corr, top, axis=1)])
-            candidate_genes = np.hstack([best_gene[block], genes[top]])
+        for p, owner in enumerate(owners):
+            refused = (owner[targets[rows]][:, None] == owner[genes][None, :]) | excluded[genes][None, :]
+            candidate_corr = np.array(corr, order="C")
+            np.copyto(candidate_corr, -1.0, where=refused)
+            top = np.argpartition(candidate_corr, -k, axis=1)[:, -k:]
+            candidates = np.hstack([best_corr[p, rows], np.take_along_axis(candidate_corr, top, axis=1)])
+            candidate_genes = np.hstack([best_gene[p, rows], genes[top]])
             keep = np.argpartition(-candidates, ntop - 1, axis=1)[:, :ntop]
-            best_corr[block] = np.take_along_axis(candidates, keep, axis=1)
-            best_gene[block] = np.take_along_axis(candidate_genes, keep, axis=1)
-    target_owner = owner[targets]
-    chosen = best_corr >= 0
-    return [np.unique(best_gene[target_owner == i][chosen[target_owner == i]]) for i in range(len(subsets))]
+            best_corr[p, rows] = np.take_along_axis(candidates, keep, axis=1)
+            best_gene[p, rows] = np.take_along_axis(candidate_genes, keep, axis=1)
+
+    chunk = max(CORRELATION_BLOCK, chunk_bytes // (4 * max(n_cells, 1)))
+    for chunk_start in range(0, order.size, chunk):
+        chunk_stop = min(chunk_start + chunk, order.size)
+        chunk_values = standardised(order[chunk_start:chunk_stop])
+        for start in range(0, min(n_targets, chunk_stop), CORRELATION_BLOCK):
+            stop = min(start + CORRELATION_BLOCK, n_targets)
+            first = max(start, chunk_start)
+            corr = standardised(targets[start:stop]).T @ chunk_values[:, first - chunk_start :]
+            np.abs(corr, out=corr)
+            offer(slice(start, stop), order[first:chunk_stop], corr)
+            # targets past this block's own square get the same products, transposed
+            transposed_start, transposed_stop = max(first, stop), min(chunk_stop, n_targets)
+            if transposed_start < transposed_stop:
+                columns = slice(transposed_start - first, transposed_stop - first)
+                offer(slice(transposed_start, transposed_stop), targets[start:stop], corr[:, columns].T)
+    predictors = []
+    for p, partition in enumerate(partitions):
+        target_owner = owners[p][targets]
+        chosen = best_corr[p] >= 0
+        predictors.append(
+            [
+                np.unique(best_gene[p][target_owner == i][chosen[target_owner == i]])
+                for i in range(len(partition))
+            ]
+        )
+    return predictors
 
 
 def normalised_log(counts: sp.csr_matrix, factors: np.ndarray) -> sp.csr_matrix:
@@ -591,8 +624,8 @@ def train(
     # a sub-network never reads its own targets: the other partitions' sub-networks do not count
     predictors = [
         chosen
-        for partition in partitions
-        for chosen in select_predictors(log_values, partition, ntop=params.ntop)
+        for per_partition in select_predictors(log_values, partitions, ntop=params.ntop)
+        for chosen in per_partition
     ]
     empty = [i for i, p in enumerate(predictors) if p.size == 0]
     if empty:

@@ -59,32 +59,58 @@ def test_a_dataset_smaller_than_one_subset_trains():
         assert net.predictors.size >= 5 and not np.intersect1d(net.predictors, net.targets).size
 
 
-def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k):
+@pytest.mark.parametrize("n_targets", [765, 600])
+def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k, n_targets):
+    """With every gene a target, and with 165 genes that are only ever predictors."""
     log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
-    subsets = split_subsets(np.arange(pbmc68k.n_genes), subset_size=300, rng=np.random.default_rng(1))
-    predictors = select_predictors(log_values, subsets, ntop=5)
+    targets = np.random.default_rng(0).permutation(pbmc68k.n_genes)[:n_targets]
+    subsets = split_subsets(targets, subset_size=300, rng=np.random.default_rng(1))
+    [predictors] = select_predictors(log_values, [subsets], ntop=5)
     x = dense(log_values)
     corr = np.abs(np.corrcoef(x.T))
-    for targets, chosen in zip(subsets, predictors):
-        assert not np.intersect1d(targets, chosen).size
-        assert 5 <= chosen.size <= 5 * targets.size
-        # the best outside gene of a target is always among the predictors
-        for target in targets[:20]:
+    for own, chosen in zip(subsets, predictors):
+        assert not np.intersect1d(own, chosen).size
+        assert 5 <= chosen.size <= 5 * own.size
+        # the best outside gene of every target is among the predictors
+        for target in own:
             row = corr[target].copy()
-            row[targets] = -1
+            row[own] = -1
             row[~np.isfinite(row)] = -1
             assert np.argmax(row) in chosen
 
 
-def test_predictors_do_not_depend_on_how_genes_are_chunked(pbmc68k):
-    """The running top-k over chunks of genes equals the top-k over all genes at once."""
+def _partitions(pbmc68k, n_targets, n_partitions):
+    targets = np.random.default_rng(0).permutation(pbmc68k.n_genes)[:n_targets]
+    rng = np.random.default_rng(2)
+    return [split_subsets(targets, subset_size=200, rng=rng) for _ in range(n_partitions)]
+
+
+@pytest.mark.parametrize("n_targets", [765, 600])
+@pytest.mark.parametrize("chunk_genes", [512, 700])
+def test_predictors_do_not_depend_on_how_genes_are_chunked(pbmc68k, n_targets, chunk_genes):
+    """The running top-k over chunks of genes equals the top-k over all genes at once.
+
+    Chunks of 700 genes end inside the second block of 512 targets.
+    """
     log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
-    subsets = split_subsets(np.arange(pbmc68k.n_genes), subset_size=200, rng=np.random.default_rng(2))
-    whole = select_predictors(log_values, subsets, ntop=5)
-    # the smallest chunk is one block of 512 genes: 765 genes make two chunks
-    chunked = select_predictors(log_values, subsets, ntop=5, chunk_bytes=1)
+    partitions = _partitions(pbmc68k, n_targets, 1)
+    [whole] = select_predictors(log_values, partitions, ntop=5)
+    [chunked] = select_predictors(
+        log_values, partitions, ntop=5, chunk_bytes=4 * pbmc68k.n_cells * chunk_genes
+    )
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_ensemble_gets_the_predictors_each_partition_gets_alone(pbmc68k):
+    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+    partitions = _partitions(pbmc68k, 600, 3)
+    together = select_predictors(log_values, partitions, ntop=5)
+    for partition, predictors in zip(partitions, together):
+        [alone] = select_predictors(log_values, [partition], ntop=5)
+        for a, b in zip(alone, predictors):
+            np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(together[0], together[1]))
 
 
 def _small_problem(pbmc68k, n_genes=40):
