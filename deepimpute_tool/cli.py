@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from deepimpute_tool.lean_imports import import_loompy_without_numba
+from deepimpute_tool.lean_imports import import_loompy
 
-import_loompy_without_numba()  # before the modules below import loompy
+import_loompy()  # before the modules below import loompy
 
 from deepimpute_tool import __version__
 from deepimpute_tool.errors import InputError

@@ -6,6 +6,9 @@
   calls, and numpy_groupies (imported by loompy) picks numba as its backend when it is there
   (about 1 s and 75 MB per step). The command line imports loompy with those decorators as
   plain functions, as ``NUMBA_DISABLE_JIT`` would leave them.
+- loompy also imports its cell-calling module for ``call_cells``, and with it scipy.stats
+  (about 1 s per step); the command line gives loompy a ``call_cells`` that imports the real
+  one when first called.
 
 Whatever is left out is importable again, for real, afterwards.
 """
@@ -47,16 +50,25 @@ def _unjitted(*args, **kwargs):
     return lambda function: function
 
 
-def import_loompy_without_numba() -> None:
-    """Import loompy with numba kept out; if loompy needs more of numba, import it normally."""
+def _call_cells(*args, **kwargs):
+    """loompy's ``call_cells``, imported when first called (by then the stand-in module is gone)."""
+    from loompy.cell_calling import call_cells
+
+    return call_cells(*args, **kwargs)
+
+
+def import_loompy() -> None:
+    """Import loompy without numba and scipy.stats; if loompy needs more of numba, with numba."""
     if "loompy" in sys.modules or "numba" in sys.modules:
         return
     with _standing_in("numba", None):  # numpy_groupies falls back to numpy on ImportError
         import numpy_groupies  # noqa: F401
-    stand_in = types.ModuleType("numba")
-    stand_in.jit = _unjitted
+    numba = types.ModuleType("numba")
+    numba.jit = _unjitted
+    cell_calling = types.ModuleType("loompy.cell_calling")
+    cell_calling.call_cells = _call_cells
     try:
-        with _standing_in("numba", stand_in):
+        with _standing_in("numba", numba), _standing_in("loompy.cell_calling", cell_calling):
             import loompy
     except (ImportError, AttributeError):  # a loompy that uses more of numba than jit
         for name in [m for m in sys.modules if m == "loompy" or m.startswith("loompy.")]:

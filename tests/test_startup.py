@@ -28,6 +28,20 @@ def test_command_line_imports_loompy_without_numba_and_numba_still_works():
     assert out.splitlines() == ["False True", "2"]
 
 
+def test_command_line_imports_loompy_without_scipy_stats_and_cell_calling_still_works():
+    out = python(
+        "import sys\n"
+        "import numpy as np, scipy.sparse\n"
+        "import deepimpute_tool.cli\n"
+        "import loompy\n"
+        "print('scipy.stats' in sys.modules)\n"
+        "# barcodes of 2 counts each: loompy finds no ambient ones and calls every barcode a cell\n"
+        "_, calls = loompy.call_cells(scipy.sparse.csr_matrix(np.ones((2, 10))), expected_n_cells=2)\n"
+        "print(calls.tolist() == [1.0] * 10, sys.modules['loompy.cell_calling'].__file__.endswith('cell_calling.py'))\n"
+    )
+    assert out.splitlines() == ["False", "True True"]
+
+
 def test_training_imports_tensorflow_without_keras_and_keras_still_works():
     out = python(
         "import sys\n"
