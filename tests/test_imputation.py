@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import h5py
 import loompy
 import numpy as np
 import pytest
@@ -55,6 +56,9 @@ def test_loom_keeps_order_attributes_layers_and_chunking_changes_no_observed_val
         expected = impute_counts(counts.T, data.genes, pbmc68k_model).T
         assert_same_imputation(a[:, :], expected, counts)
     assert summary.zeros_filled > 0 and summary.cells == data.n_cells
+    for path in (one_block, many_blocks):
+        with h5py.File(path, "r") as f:  # imputed floats are byte-shuffled before gzip
+            assert f["matrix"].shuffle and f["matrix"].compression == "gzip"
 
 
 def test_missing_model_genes_are_named(pbmc68k_model, tmp_path):
