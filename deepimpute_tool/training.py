@@ -179,8 +179,9 @@ def select_predictors(
     def offer(rows: slice, genes: np.ndarray, corr: np.ndarray) -> None:
         """Merge ``genes`` (the columns of ``corr``) into the running top of ``targets[rows]``."""
         k = min(ntop, genes.size)
+        row_genes, not_varying = targets[rows], excluded[genes][None, :]
         for p, owner in enumerate(owners):
-            refused = (owner[targets[rows]][:, None] == owner[genes][None, :]) | excluded[genes][None, :]
+            refused = (owner[row_genes][:, None] == owner[genes][None, :]) | not_varying
             candidate_corr = np.array(corr, order="C")
             np.copyto(candidate_corr, -1.0, where=refused)
             top = np.argpartition(candidate_corr, -k, axis=1)[:, -k:]
@@ -197,7 +198,11 @@ def select_predictors(
         for start in range(0, min(n_targets, chunk_stop), CORRELATION_BLOCK):
             stop = min(start + CORRELATION_BLOCK, n_targets)
             first = max(start, chunk_start)
-            corr = standardised(targets[start:stop]).T @ chunk_values[:, first - chunk_start :]
+            if start >= chunk_start and stop <= chunk_stop:  # targets come first in the order
+                block_values = chunk_values[:, start - chunk_start : stop - chunk_start]
+            else:
+                block_values = standardised(targets[start:stop])
+            corr = block_values.T @ chunk_values[:, first - chunk_start :]
             np.abs(corr, out=corr)
             offer(slice(start, stop), order[first:chunk_stop], corr)
             # targets past this block's own square get the same products, transposed

@@ -59,14 +59,23 @@ def test_a_dataset_smaller_than_one_subset_trains():
         assert net.predictors.size >= 5 and not np.intersect1d(net.predictors, net.targets).size
 
 
-@pytest.mark.parametrize("n_targets", [765, 600])
-def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k, n_targets):
-    """With every gene a target, and with 165 genes that are only ever predictors."""
-    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+@pytest.fixture(scope="module")
+def pbmc68k_log_values(pbmc68k):
+    return normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+
+
+def _partitions(pbmc68k, n_targets, n_partitions, *, subset_size=200, seed=2):
     targets = np.random.default_rng(0).permutation(pbmc68k.n_genes)[:n_targets]
-    subsets = split_subsets(targets, subset_size=300, rng=np.random.default_rng(1))
-    [predictors] = select_predictors(log_values, [subsets], ntop=5)
-    x = dense(log_values)
+    rng = np.random.default_rng(seed)
+    return [split_subsets(targets, subset_size=subset_size, rng=rng) for _ in range(n_partitions)]
+
+
+@pytest.mark.parametrize("n_targets", [765, 600])
+def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k, pbmc68k_log_values, n_targets):
+    """With every gene a target, and with 165 genes that are only ever predictors."""
+    [subsets] = _partitions(pbmc68k, n_targets, 1, subset_size=300, seed=1)
+    [predictors] = select_predictors(pbmc68k_log_values, [subsets], ntop=5)
+    x = dense(pbmc68k_log_values)
     corr = np.abs(np.corrcoef(x.T))
     for own, chosen in zip(subsets, predictors):
         assert not np.intersect1d(own, chosen).size
@@ -79,35 +88,29 @@ def test_predictors_are_top_correlated_genes_never_own_targets(pbmc68k, n_target
             assert np.argmax(row) in chosen
 
 
-def _partitions(pbmc68k, n_targets, n_partitions):
-    targets = np.random.default_rng(0).permutation(pbmc68k.n_genes)[:n_targets]
-    rng = np.random.default_rng(2)
-    return [split_subsets(targets, subset_size=200, rng=rng) for _ in range(n_partitions)]
-
-
 @pytest.mark.parametrize("n_targets", [765, 600])
 @pytest.mark.parametrize("chunk_genes", [512, 700])
-def test_predictors_do_not_depend_on_how_genes_are_chunked(pbmc68k, n_targets, chunk_genes):
+def test_predictors_do_not_depend_on_how_genes_are_chunked(
+    pbmc68k, pbmc68k_log_values, n_targets, chunk_genes
+):
     """The running top-k over chunks of genes equals the top-k over all genes at once.
 
     Chunks of 700 genes end inside the second block of 512 targets.
     """
-    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
     partitions = _partitions(pbmc68k, n_targets, 1)
-    [whole] = select_predictors(log_values, partitions, ntop=5)
+    [whole] = select_predictors(pbmc68k_log_values, partitions, ntop=5)
     [chunked] = select_predictors(
-        log_values, partitions, ntop=5, chunk_bytes=4 * pbmc68k.n_cells * chunk_genes
+        pbmc68k_log_values, partitions, ntop=5, chunk_bytes=4 * pbmc68k.n_cells * chunk_genes
     )
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a, b)
 
 
-def test_an_ensemble_gets_the_predictors_each_partition_gets_alone(pbmc68k):
-    log_values = normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
+def test_an_ensemble_gets_the_predictors_each_partition_gets_alone(pbmc68k, pbmc68k_log_values):
     partitions = _partitions(pbmc68k, 600, 3)
-    together = select_predictors(log_values, partitions, ntop=5)
+    together = select_predictors(pbmc68k_log_values, partitions, ntop=5)
     for partition, predictors in zip(partitions, together):
-        [alone] = select_predictors(log_values, [partition], ntop=5)
+        [alone] = select_predictors(pbmc68k_log_values, [partition], ntop=5)
         for a, b in zip(alone, predictors):
             np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(together[0], together[1]))
