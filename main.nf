@@ -84,6 +84,7 @@ process TRAIN {
     deepimpute-train '${loom}' '${meta.id}.model' \\
         --min-vmr ${params.min_vmr} ${max_genes} \\
         --subset-size ${params.subset_size} \\
+        --subset-split ${params.subset_split} \\
         --ensemble ${params.ensemble} \\
         --ntop ${params.ntop} \\
         --hidden ${params.hidden} \\

@@ -111,6 +111,7 @@ def test_help_and_version():
         ("--coarse-learning-rate", "0.001"),
         ("--coarse-patience", "2"),
         ("--subset-size", "512"),
+        ("--subset-split", "equal"),
         ("--ensemble", "1"),
         ("--batch-size", "64"),
         ("--max-epochs", "500"),

@@ -35,16 +35,35 @@ def test_targets_pass_the_threshold_highest_first_and_respect_the_cap(pbmc68k):
     np.testing.assert_array_equal(select_targets(pbmc68k.counts, min_vmr=2.0, max_genes=7), targets[:7])
 
 
-@pytest.mark.parametrize(("n_targets", "sizes"), [(1300, [512, 512, 276]), (100, [100]), (1024, [512, 512])])
-def test_subsets_cover_each_target_once_with_a_smaller_remainder(n_targets, sizes):
-    subsets = split_subsets(np.arange(n_targets), subset_size=512, rng=np.random.default_rng(0))
+@pytest.mark.parametrize(
+    ("n_targets", "split", "sizes"),
+    [
+        (1300, "equal", [434, 433, 433]),
+        (715, "equal", [358, 357]),
+        (1300, "remainder", [512, 512, 276]),
+        (715, "remainder", [512, 203]),
+        (100, "equal", [100]),
+        (100, "remainder", [100]),
+        (1024, "equal", [512, 512]),
+    ],
+)
+def test_subsets_cover_each_target_once_in_as_many_subsets_as_the_paper(n_targets, split, sizes):
+    subsets = split_subsets(np.arange(n_targets), subset_size=512, split=split, rng=np.random.default_rng(0))
     assert [s.size for s in subsets] == sizes
     np.testing.assert_array_equal(np.sort(np.concatenate(subsets)), np.arange(n_targets))
 
 
+def test_an_unknown_subset_split_is_refused():
+    with pytest.raises(TrainingError, match="unknown subset split 'halves'"):
+        split_subsets(np.arange(10), split="halves", rng=np.random.default_rng(0))
+
+
 def test_too_few_genes_for_one_subset_still_gives_every_subnetwork_inputs():
-    subsets = split_subsets(np.arange(230), subset_size=512, min_subsets=2, rng=np.random.default_rng(0))
-    assert [s.size for s in subsets] == [115, 115]
+    for split in ("equal", "remainder"):
+        subsets = split_subsets(
+            np.arange(230), subset_size=512, split=split, min_subsets=2, rng=np.random.default_rng(0)
+        )
+        assert [s.size for s in subsets] == [115, 115]
 
 
 def test_a_dataset_smaller_than_one_subset_trains():
