@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from measure import measure, parse_times
+from measure import machine, measure, parse_times
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -105,7 +104,7 @@ def main() -> None:
 
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"processor": platform.processor() or platform.machine(), "cores": _cores()},
+        "machine": machine(),
         "train_args": args.train_args,
         "protocol": "filter, mask --seed 0 (10 entries per gene), train + impute, score at masked entries",
         "datasets": {},
@@ -134,12 +133,6 @@ def summarise(runs: list[dict], seeds: list[int]) -> dict:
     mean = {k: round(statistics.mean(r[k] for r in runs), 4) for k in keys}
     sd = {k: round(statistics.stdev(r[k] for r in runs), 4) if len(runs) > 1 else 0.0 for k in keys}
     return {"mean": mean, "sd": sd, "runs": [{"seed": seed, **run} for seed, run in zip(seeds, runs)]}
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def print_table(datasets: dict) -> None:

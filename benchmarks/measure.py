@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -53,3 +55,18 @@ def parse_times(output: str) -> dict[str, float]:
     return {
         key: float(value) for key, value in (item.split("=") for item in output.split("TIMES ")[-1].split())
     }
+
+
+def machine() -> dict:
+    """The processor's model name (``platform.processor()`` says only x86_64 on Linux), the
+    cores this process may use, and Python's version."""
+    processor = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            processor = next(
+                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                processor,
+            )
+    except OSError:
+        pass
+    return {"processor": processor, "cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}

@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from accuracy import DATA, deepimpute, prepare, run_original, run_this_tool, score
-from measure import measure, parse_times
+from measure import machine, measure, parse_times
 from resample import write_resampled
 
 HERE = Path(__file__).resolve().parent
@@ -388,18 +386,6 @@ def _commit() -> str:
     return f"{commit}-dirty" if changed else commit
 
 
-def _processor() -> str:
-    """The processor's model name (``platform.processor()`` says only x86_64 on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -430,11 +416,7 @@ def main() -> None:
     results = json.loads(args.output.read_text()) if args.output.exists() else {"parts": {}}
     results.update(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine={
-            "processor": _processor(),
-            "cores": len(os.sched_getaffinity(0)),
-            "python": sys.version.split()[0],
-        },
+        machine=machine(),
     )
     for part in args.parts:
         started = time.perf_counter()
