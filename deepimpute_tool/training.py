@@ -46,22 +46,22 @@ SUBSET_SPLITS = ("equal", "remainder")
 
 @dataclass(frozen=True)
 class TrainingParameters:
-    """Every option of training, with the paper's defaults.
+    """Every option of training, with the paper's defaults but for two.
 
-    One default is not the paper's: training starts with a coarse phase at
-    ``coarse_learning_rate`` (the rate the original code effectively ran at) until every
-    sub-network has gone ``coarse_patience`` epochs without improving, then goes on from the
-    best weights at ``learning_rate`` (the paper's) with ``patience``. On the project's
-    benchmarks this takes about half the epochs of the paper's single phase at the same or
-    better masked accuracy. ``coarse_learning_rate=0`` trains as the paper.
+    First, training starts with a coarse phase at ``coarse_learning_rate`` (the rate the
+    original code effectively ran at) until every sub-network has gone ``coarse_patience``
+    epochs without improving, then goes on from the best weights at ``learning_rate`` (the
+    paper's) with ``patience``. On the project's benchmarks this takes about half the epochs of
+    the paper's single phase at the same or better masked accuracy. ``coarse_learning_rate=0``
+    trains as the paper.
 
-    A second default is not the paper's either: the targets are split into as many subsets
-    as the paper's (``ceil(targets / subset_size)``) but of equal sizes, where the paper
-    leaves the remainder in a last, smaller subset (``subset_split="remainder"``). A
-    sub-network's predictors come from the genes outside its own targets; when nearly every
-    gene is a target, a full subset beside a small remainder reads from that remainder
-    alone (mouse1m_10k: 512 targets choosing among 203 genes). Equal subsets gave lower
-    masked MSE and higher Pearson there at the same cost (README, Performance).
+    Second, the targets are split into as many subsets as the paper's (``ceil(targets /
+    subset_size)``) but of equal sizes, where the paper leaves the remainder in a last, smaller
+    subset (``subset_split="remainder"``). A sub-network's predictors come from the genes
+    outside its own targets; when nearly every gene is a target, a full subset beside a small
+    remainder reads from that remainder alone (mouse1m_10k: 512 targets choosing among 203
+    genes). Equal subsets gave lower masked MSE and higher Pearson there at the same cost
+    (README, Accuracy).
 
     ``ensemble`` greater than 1 splits the targets into that many independent random
     partitions, each with its own sub-networks (trained together), and averages each gene's
