@@ -1,10 +1,10 @@
 """Training DeepImpute: target genes, sub-networks, predictors, and the fitting itself.
 
 The paper's design is kept: targets are genes whose variance/mean ratio exceeds
-``min_vmr``; they are split at random into as many sub-networks as subsets of ``subset_size``
-targets need (never padded with duplicate genes); the inputs of a
-sub-network are the ``ntop`` genes most correlated with each of its targets, never one of
-its own targets; each sub-network is Dense(hidden, ReLU) -> Dropout -> Dense(targets,
+``min_vmr``; they are split at random into ``ceil(targets / subset_size)`` sub-networks (never
+padded with duplicate genes; of equal sizes by default, see :class:`TrainingParameters`); the
+inputs of a sub-network are the ``ntop`` genes most correlated with each of its targets, never
+one of its own targets; each sub-network is Dense(hidden, ReLU) -> Dropout -> Dense(targets,
 softplus), trained with Adam on sum(Y * (Y - Yhat)^2) over log values, with 5% of the
 cells held out for early stopping.
 

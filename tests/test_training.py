@@ -78,6 +78,19 @@ def test_a_dataset_smaller_than_one_subset_trains():
         assert net.predictors.size >= 5 and not np.intersect1d(net.predictors, net.targets).size
 
 
+@pytest.mark.parametrize(("split", "sizes"), [("equal", [77, 77, 76]), ("remainder", [100, 100, 30])])
+def test_training_splits_the_targets_as_asked(split, sizes):
+    from conftest import PBMC_SMALL
+
+    from deepimpute_tool.io import read_loom
+
+    data = read_loom(PBMC_SMALL)  # 230 genes, all of them targets
+    params = TrainingParameters(**{**QUICK, "max_epochs": 1}, subset_size=100, subset_split=split)
+    model = train(data.counts, data.genes, params=params)
+    assert sorted((net.targets.size for net in model.subnetworks), reverse=True) == sizes
+    assert model.parameters["subset_split"] == split
+
+
 @pytest.fixture(scope="module")
 def pbmc68k_log_values(pbmc68k):
     return normalised_log(pbmc68k.counts, np.ones(pbmc68k.n_cells, np.float32))
