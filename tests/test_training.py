@@ -66,27 +66,26 @@ def test_too_few_genes_for_one_subset_still_gives_every_subnetwork_inputs():
         assert [s.size for s in subsets] == [115, 115]
 
 
-def test_a_dataset_smaller_than_one_subset_trains():
+@pytest.fixture(scope="module")
+def pbmc_small():
     from conftest import PBMC_SMALL
 
     from deepimpute_tool.io import read_loom
 
-    data = read_loom(PBMC_SMALL)  # 230 genes, all of them targets
-    model = train(data.counts, data.genes, params=TrainingParameters(**QUICK))
+    return read_loom(PBMC_SMALL)  # 230 genes, all of them targets
+
+
+def test_a_dataset_smaller_than_one_subset_trains(pbmc_small):
+    model = train(pbmc_small.counts, pbmc_small.genes, params=TrainingParameters(**QUICK))
     assert len(model.subnetworks) == 2 and model.target_genes.size == 230
     for net in model.subnetworks:
         assert net.predictors.size >= 5 and not np.intersect1d(net.predictors, net.targets).size
 
 
 @pytest.mark.parametrize(("split", "sizes"), [("equal", [77, 77, 76]), ("remainder", [100, 100, 30])])
-def test_training_splits_the_targets_as_asked(split, sizes):
-    from conftest import PBMC_SMALL
-
-    from deepimpute_tool.io import read_loom
-
-    data = read_loom(PBMC_SMALL)  # 230 genes, all of them targets
+def test_training_splits_the_targets_as_asked(pbmc_small, split, sizes):
     params = TrainingParameters(**{**QUICK, "max_epochs": 1}, subset_size=100, subset_split=split)
-    model = train(data.counts, data.genes, params=params)
+    model = train(pbmc_small.counts, pbmc_small.genes, params=params)
     assert sorted((net.targets.size for net in model.subnetworks), reverse=True) == sizes
     assert model.parameters["subset_split"] == split
 
