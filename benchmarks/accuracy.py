@@ -25,7 +25,11 @@ DATA = HERE.parent.parent / "shared" / "data"
 DATASETS = {
     "pbmc3k": ["--min-genes", "0", "--min-cells", "10"],
     "mouse1m_10k": ["--min-genes", "0", "--min-cells", "1"],
+    "pbmc68k_reduced": ["--min-genes", "0", "--min-cells", "10"],
+    "celltypist_sample": ["--min-genes", "0", "--min-cells", "10"],
+    "tenx_v3_small": ["--min-genes", "0", "--min-cells", "10"],
 }
+DEFAULT_DATASETS = ["pbmc3k", "mouse1m_10k"]
 
 
 def deepimpute(*args: str) -> list[str]:
@@ -93,7 +97,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--original-python", help="Python of an environment with deepimpute==1.2")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=DEFAULT_DATASETS)
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "accuracy.json")
     parser.add_argument("--train-args", default="", help="Extra options for `deepimpute train`.")
@@ -112,13 +116,19 @@ def main() -> None:
     for name in args.datasets:
         masked = prepare(name, DATASETS[name], args.work)
         runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
+        original_failure = None
         for seed in args.seeds:
             runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed))
-            if not args.skip_original:
-                runs["deepimpute_1.2"].append(run_original(masked, args.work, args.original_python, seed))
+            if not args.skip_original and original_failure is None:
+                try:
+                    runs["deepimpute_1.2"].append(run_original(masked, args.work, args.original_python, seed))
+                except RuntimeError as failure:
+                    original_failure = str(failure).strip().splitlines()[-1]
         results["datasets"][name] = {
             tool: summarise(tool_runs, args.seeds) for tool, tool_runs in runs.items() if tool_runs
         }
+        if original_failure is not None:
+            results["datasets"][name]["deepimpute_1.2"] = {"failed": original_failure}
         print_table({name: results["datasets"][name]})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1))
@@ -140,16 +150,19 @@ def print_table(datasets: dict) -> None:
     accuracy = ("mse", "mse_count_ge2", "pearson")
     cost = ("train_seconds", "impute_seconds", "total_seconds", "peak_rss_mb", "epochs")
     print(
-        f"{'dataset':<12} {'tool':<15} "
+        f"{'dataset':<18} {'tool':<15} "
         + " ".join(f"{c:>17}" for c in accuracy)
         + " "
         + " ".join(f"{c:>14}" for c in cost)
     )
     for name, tools in datasets.items():
         for tool, summary in tools.items():
+            if "failed" in summary:
+                print(f"{name:<18} {tool:<15} failed: {summary['failed'][:100]}")
+                continue
             mean, sd = summary["mean"], summary["sd"]
             cells = [f"{mean[c]:>9.4f} ±{sd[c]:<6.4f}" for c in accuracy] + [f"{mean[c]:>14}" for c in cost]
-            print(f"{name:<12} {tool:<15} " + " ".join(cells))
+            print(f"{name:<18} {tool:<15} " + " ".join(cells))
 
 
 if __name__ == "__main__":
