@@ -30,6 +30,8 @@ DATASETS = {
     "tenx_v3_small": ["--min-genes", "0", "--min-cells", "10"],
 }
 DEFAULT_DATASETS = ["pbmc3k", "mouse1m_10k"]
+LABELS = {"pbmc68k_reduced": "CellType"}  # scored for the paper's clustering metrics too
+CLUSTERING = ("ari", "ami", "fmi", "silhouette")
 
 
 def deepimpute(*args: str) -> list[str]:
@@ -44,9 +46,12 @@ def prepare(name: str, filter_args: list[str], work: Path) -> Path:
     return masked
 
 
-def score(imputed: Path) -> dict:
+def score(imputed: Path, labels: str | None) -> dict:
+    """The masked-entry figures, and with ``labels`` the clustering scores of the imputed
+    counts and of the masked counts without imputation (``*_without_imputation``)."""
     scores_path = imputed.with_suffix(".scores.json")
-    measure(deepimpute("score", str(imputed), "--output", str(scores_path), "--quiet"))
+    label_args = ["--labels", labels] if labels else []
+    measure(deepimpute("score", str(imputed), "--output", str(scores_path), "--quiet", *label_args))
     scores = json.loads(scores_path.read_text())
     keys = (
         "masked_entries",
@@ -56,10 +61,15 @@ def score(imputed: Path) -> dict:
         "pearson_count_ge2",
         "masked_entries_count_ge2",
     )
-    return {k: scores[k] for k in keys}
+    figures = {k: scores[k] for k in keys}
+    if labels:
+        clustering = scores["clustering"]
+        figures |= {k: clustering["imputed"][k] for k in CLUSTERING}
+        figures |= {f"{k}_without_imputation": clustering["without_imputation"][k] for k in CLUSTERING}
+    return figures
 
 
-def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int) -> dict:
+def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int, labels: str | None) -> dict:
     model, imputed = work / f"{masked.stem}.model", work / f"{masked.stem}.this.loom"
     shutil.rmtree(model, ignore_errors=True)
     trained = measure(deepimpute("train", str(masked), str(model), "--quiet", "--seed", str(seed), *extra))
@@ -71,11 +81,11 @@ def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int) -> dict
         "total_seconds": round(trained.seconds + imputing.seconds, 2),
         "peak_rss_mb": round(max(trained.peak_rss_mb, imputing.peak_rss_mb), 1),
         "epochs": epochs,
-        **score(imputed),
+        **score(imputed, labels),
     }
 
 
-def run_original(masked: Path, work: Path, python: str, seed: int) -> dict:
+def run_original(masked: Path, work: Path, python: str, seed: int, labels: str | None) -> dict:
     imputed = work / f"{masked.stem}.original.loom"
     imputed.unlink(missing_ok=True)
     result = measure(
@@ -88,7 +98,7 @@ def run_original(masked: Path, work: Path, python: str, seed: int) -> dict:
         "total_seconds": round(result.seconds, 2),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
         "epochs": int(times["epochs"]),
-        **score(imputed),
+        **score(imputed, labels),
     }
 
 
@@ -118,10 +128,13 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
         original_failure = None
         for seed in args.seeds:
-            runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed))
+            labels = LABELS.get(name)
+            runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed, labels))
             if not args.skip_original and original_failure is None:
                 try:
-                    runs["deepimpute_1.2"].append(run_original(masked, args.work, args.original_python, seed))
+                    runs["deepimpute_1.2"].append(
+                        run_original(masked, args.work, args.original_python, seed, labels)
+                    )
                 except RuntimeError as failure:
                     original_failure = str(failure).strip().splitlines()[-1]
         results["datasets"][name] = {
@@ -163,6 +176,10 @@ def print_table(datasets: dict) -> None:
             mean, sd = summary["mean"], summary["sd"]
             cells = [f"{mean[c]:>9.4f} ±{sd[c]:<6.4f}" for c in accuracy] + [f"{mean[c]:>14}" for c in cost]
             print(f"{name:<18} {tool:<15} " + " ".join(cells))
+            if "ari" in mean:
+                for suffix, what in (("", "imputed"), ("_without_imputation", "without imputation")):
+                    scores = ", ".join(f"{k.upper()} {mean[k + suffix]:.3f}" for k in CLUSTERING)
+                    print(f"{'':<18} {'':<15} clustering, {what}: {scores}")
 
 
 if __name__ == "__main__":
