@@ -126,9 +126,8 @@ def main() -> None:
     for name in args.datasets:
         masked = prepare(name, DATASETS[name], args.work)
         runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
-        original_failure = None
+        labels, original_failure = LABELS.get(name), None
         for seed in args.seeds:
-            labels = LABELS.get(name)
             runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed, labels))
             if not args.skip_original and original_failure is None:
                 try:
@@ -140,8 +139,8 @@ def main() -> None:
         results["datasets"][name] = {
             tool: summarise(tool_runs, args.seeds) for tool, tool_runs in runs.items() if tool_runs
         }
-        if original_failure is not None:
-            results["datasets"][name]["deepimpute_1.2"] = {"failed": original_failure}
+        if original_failure is not None:  # the seeds run before the failure are kept
+            results["datasets"][name].setdefault("deepimpute_1.2", {})["failed"] = original_failure
         print_table({name: results["datasets"][name]})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1))
@@ -172,6 +171,7 @@ def print_table(datasets: dict) -> None:
         for tool, summary in tools.items():
             if "failed" in summary:
                 print(f"{name:<18} {tool:<15} failed: {summary['failed'][:100]}")
+            if "mean" not in summary:
                 continue
             mean, sd = summary["mean"], summary["sd"]
             cells = [f"{mean[c]:>9.4f} ±{sd[c]:<6.4f}" for c in accuracy] + [f"{mean[c]:>14}" for c in cost]
