@@ -46,7 +46,7 @@ def prepare(name: str, filter_args: list[str], work: Path) -> Path:
     return masked
 
 
-def score(imputed: Path, labels: str | None) -> dict:
+def score(imputed: Path, *, labels: str | None = None) -> dict:
     """The masked-entry figures, and with ``labels`` the clustering scores of the imputed
     counts and of the masked counts without imputation (``*_without_imputation``)."""
     scores_path = imputed.with_suffix(".scores.json")
@@ -69,7 +69,9 @@ def score(imputed: Path, labels: str | None) -> dict:
     return figures
 
 
-def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int, labels: str | None) -> dict:
+def run_this_tool(
+    masked: Path, work: Path, extra: list[str], seed: int, *, labels: str | None = None
+) -> dict:
     model, imputed = work / f"{masked.stem}.model", work / f"{masked.stem}.this.loom"
     shutil.rmtree(model, ignore_errors=True)
     trained = measure(deepimpute("train", str(masked), str(model), "--quiet", "--seed", str(seed), *extra))
@@ -81,11 +83,11 @@ def run_this_tool(masked: Path, work: Path, extra: list[str], seed: int, labels:
         "total_seconds": round(trained.seconds + imputing.seconds, 2),
         "peak_rss_mb": round(max(trained.peak_rss_mb, imputing.peak_rss_mb), 1),
         "epochs": epochs,
-        **score(imputed, labels),
+        **score(imputed, labels=labels),
     }
 
 
-def run_original(masked: Path, work: Path, python: str, seed: int, labels: str | None) -> dict:
+def run_original(masked: Path, work: Path, python: str, seed: int, *, labels: str | None = None) -> dict:
     imputed = work / f"{masked.stem}.original.loom"
     imputed.unlink(missing_ok=True)
     result = measure(
@@ -98,7 +100,7 @@ def run_original(masked: Path, work: Path, python: str, seed: int, labels: str |
         "total_seconds": round(result.seconds, 2),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
         "epochs": int(times["epochs"]),
-        **score(imputed, labels),
+        **score(imputed, labels=labels),
     }
 
 
@@ -128,11 +130,13 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
         labels, original_failure = LABELS.get(name), None
         for seed in args.seeds:
-            runs["this_tool"].append(run_this_tool(masked, args.work, args.train_args.split(), seed, labels))
+            runs["this_tool"].append(
+                run_this_tool(masked, args.work, args.train_args.split(), seed, labels=labels)
+            )
             if not args.skip_original and original_failure is None:
                 try:
                     runs["deepimpute_1.2"].append(
-                        run_original(masked, args.work, args.original_python, seed, labels)
+                        run_original(masked, args.work, args.original_python, seed, labels=labels)
                     )
                 except RuntimeError as failure:
                     original_failure = str(failure).strip().splitlines()[-1]
