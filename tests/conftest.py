@@ -25,6 +25,11 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
+def pbmc_small():
+    return read_loom(PBMC_SMALL)
+
+
+@pytest.fixture(scope="session")
 def pbmc68k():
     return read_loom(PBMC68K)
 

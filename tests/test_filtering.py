@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from conftest import PBMC_SMALL
 
 from deepimpute_tool.filtering import quality_filter
-from deepimpute_tool.io import read_loom
 
 
-def test_thresholds_apply_to_cells_then_genes():
-    counts = read_loom(PBMC_SMALL).counts
+def test_thresholds_apply_to_cells_then_genes(pbmc_small):
+    counts = pbmc_small.counts
     result = quality_filter(counts, min_genes=60, min_counts=150, min_cells=5)
     detected = (counts > 0).toarray()
     expected_cells = (detected.sum(1) >= 60) & (np.asarray(counts.sum(1)).ravel() >= 150)

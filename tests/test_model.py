@@ -162,16 +162,11 @@ def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_p
     np.testing.assert_array_equal(load_model(tmp_path).predict_counts(counts, pbmc68k.genes), predicted)
 
 
-def test_a_format_1_model_still_imputes():
+def test_a_format_1_model_still_imputes(pbmc_small):
     """The Galaxy test model was written in format 1 (one sub-network per gene)."""
-    from conftest import PBMC_SMALL
-
-    from deepimpute_tool.io import read_loom
-
     archive = REPO / "galaxy" / "test-data" / "pbmc_small.model.zip"
     with zipfile.ZipFile(archive) as opened:
         assert json.loads(opened.read("model.json"))["format_version"] == 1
     model = load_model(archive)
-    data = read_loom(PBMC_SMALL)
-    predicted = model.predict_counts(dense(data.counts), data.genes)
-    assert predicted.shape == (data.n_cells, model.target_genes.size) and np.all(predicted > 0)
+    predicted = model.predict_counts(dense(pbmc_small.counts), pbmc_small.genes)
+    assert predicted.shape == (pbmc_small.n_cells, model.target_genes.size) and np.all(predicted > 0)

@@ -66,16 +66,7 @@ def test_too_few_genes_for_one_subset_still_gives_every_subnetwork_inputs():
         assert [s.size for s in subsets] == [115, 115]
 
 
-@pytest.fixture(scope="module")
-def pbmc_small():
-    from conftest import PBMC_SMALL
-
-    from deepimpute_tool.io import read_loom
-
-    return read_loom(PBMC_SMALL)  # 230 genes, all of them targets
-
-
-def test_a_dataset_smaller_than_one_subset_trains(pbmc_small):
+def test_a_dataset_smaller_than_one_subset_trains(pbmc_small):  # 230 genes, all of them targets
     model = train(pbmc_small.counts, pbmc_small.genes, params=TrainingParameters(**QUICK))
     assert len(model.subnetworks) == 2 and model.target_genes.size == 230
     for net in model.subnetworks:
@@ -251,23 +242,18 @@ def test_stopped_subnetworks_leave_the_computation_without_changing_the_others(p
 
 
 @pytest.fixture(scope="module")
-def pbmc3k_genes():
+def pbmc68k_doubled(pbmc68k):
     """1,300+ genes of real PBMC data: pbmc68k_reduced's 765 genes are too few, so stack two copies thinned."""
-    from conftest import PBMC68K
-
-    from deepimpute_tool.io import read_loom
-
-    data = read_loom(PBMC68K)
     rng = np.random.default_rng(0)
-    counts = dense(data.counts)
+    counts = dense(pbmc68k.counts)
     thinned = rng.binomial(counts.astype(np.int64), 0.7).astype(np.float32)
-    genes = np.concatenate([data.genes, np.char.add(data.genes.astype(str), "_thinned")])
+    genes = np.concatenate([pbmc68k.genes, np.char.add(pbmc68k.genes.astype(str), "_thinned")])
     return sp.csr_matrix(np.hstack([counts, thinned])), genes
 
 
 @pytest.mark.parametrize(("max_genes", "n_nets"), [(100, 1), (1300, 3)])
-def test_gene_sets_of_100_and_1300_genes_train(pbmc3k_genes, max_genes, n_nets):
-    counts, genes = pbmc3k_genes
+def test_gene_sets_of_100_and_1300_genes_train(pbmc68k_doubled, max_genes, n_nets):
+    counts, genes = pbmc68k_doubled
     model = train(counts, genes, params=TrainingParameters(min_vmr=0.0, max_genes=max_genes, **QUICK))
     assert len(model.subnetworks) == n_nets
     assert model.target_genes.size == max_genes == np.unique(model.target_genes).size
