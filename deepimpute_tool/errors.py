@@ -1,12 +1,61 @@
-"""The one exception type the command line turns into a one-line error."""
+"""The errors a step reports as one line and exit code 2, never as a traceback.
+
+Each names what it is about (a file, or an option) and the problem::
+
+    Error: counts.loom: the matrix holds negative values (-1); ...
+    Error: results/model: exists and is not a model written by 'deepimpute train'; ...
+    Error: --device gpu: TensorFlow sees no GPU
+
+The kinds tell who can fix it: :class:`InputError` (a file given to read),
+:class:`ModelError` (a model given to read), :class:`OutputError` (where a result is to be
+written), :class:`ParameterError` (option values that cannot work together or with the data)
+and :class:`DeviceError` (the hardware asked for).
+"""
 
 from __future__ import annotations
 
+import os
 
-class InputError(Exception):
-    """A problem with a file the user gave: reported as ``PATH: problem``, exit code 2."""
+EXIT_CODE = 2
 
-    def __init__(self, path: str | None, problem: str) -> None:
-        self.path = path
+
+class DeepImputeError(Exception):
+    """A problem reported as ``WHAT: problem`` with exit code 2.
+
+    Parameters
+    ----------
+    what
+        The file (a path) or the option (``--flag value``) the problem is about; None when
+        the problem is about no one thing.
+    problem
+        What is wrong, and where it helps, what to do instead.
+    """
+
+    def __init__(self, what: str | os.PathLike | None, problem: str) -> None:
+        self.what = None if what is None else os.fspath(what)
         self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
+        super().__init__(f"{self.what}: {problem}" if self.what else problem)
+
+    @property
+    def path(self) -> str | None:
+        return self.what
+
+
+class InputError(DeepImputeError):
+    """A file given to read cannot be used: missing, unreadable, not counts, hostile."""
+
+
+class ModelError(InputError):
+    """A model directory or zip cannot be used: incomplete, damaged, incompatible, malformed."""
+
+
+class OutputError(DeepImputeError):
+    """A result cannot be written where it was asked for, or would overwrite something else."""
+
+
+class ParameterError(DeepImputeError):
+    """Option values that cannot work, named by their flags."""
+
+
+class DeviceError(DeepImputeError):
+    """The device asked for is not there."""

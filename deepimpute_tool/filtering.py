@@ -7,6 +7,41 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from deepimpute_tool.options import option, validate
+
+ORIENTATIONS = ("auto", "genes-by-cells", "cells-by-genes")
+
+
+@dataclass(frozen=True)
+class FilterParameters:
+    """Every option of quality control (and of reading text tables)."""
+
+    min_genes: int = option(
+        200, minimum=0, label="Minimum detected genes per cell",
+        help="Keep cells with at least this many detected genes.",
+    )  # fmt: skip
+    min_counts: int = option(
+        0, minimum=0, label="Minimum counts per cell", help="Keep cells with at least this many counts."
+    )
+    min_cells: int = option(
+        3, minimum=0, label="Minimum cells in which a gene is detected",
+        help="Keep genes detected in at least this many of the kept cells.",
+    )  # fmt: skip
+    orientation: str = option(
+        "auto",
+        choices=ORIENTATIONS,
+        choice_labels=(
+            "automatic: the longer axis holds genes",
+            "genes as rows, cells as columns",
+            "cells as rows, genes as columns",
+        ),
+        label="Orientation of a CSV/tabular input",
+        help="For CSV/TSV input: which axis holds genes (auto: the longer one).",
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
 
 @dataclass(frozen=True)
 class FilterResult:

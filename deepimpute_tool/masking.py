@@ -15,7 +15,23 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
-ORIGINAL_LAYER = "original"
+from deepimpute_tool.options import option, validate
+
+
+@dataclass(frozen=True)
+class MaskParameters:
+    """Every option of masking."""
+
+    cells_per_gene: int = option(
+        10,
+        minimum=1,
+        label="Positive entries hidden per gene",
+        help="Positive entries hidden in each gene (genes with fewer than twice as many are left alone).",
+    )
+    seed: int = option(0, label="Random seed", help="Seed of every random draw.")
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,29 @@ matrix, the masked input in the layer ``raw`` and the true counts in the layer
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from deepimpute_tool.errors import InputError
-from deepimpute_tool.imputation import RAW_LAYER
-from deepimpute_tool.io import loom_cell_chunks, loom_names, open_loom
-from deepimpute_tool.masking import ORIGINAL_LAYER
+from deepimpute_tool.options import option, validate
+
+
+@dataclass(frozen=True)
+class ScoreParameters:
+    """Every option of scoring."""
+
+    labels: str | None = option(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        label="Cell attribute with known cell types",
+        help="Cell attribute with known cell types (e.g. CellType): adds the clustering scores "
+        "(ARI, AMI, FMI, silhouette) of the imputed and of the unimputed counts.",
+        default_text="no clustering scores",
+    )
+    seed: int = option(0, label="Random seed", help="Seed of every random draw (clustering).")
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,13 @@ class MaskedEntries:
     cell_index: np.ndarray
     truth: np.ndarray
     imputed: np.ndarray
+
+
+def concatenate(parts: list[MaskedEntries]) -> MaskedEntries:
+    """The masked entries of consecutive blocks of cells as one."""
+    return MaskedEntries(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(MaskedEntries))
+    )
 
 
 def masked_entries(
@@ -115,49 +135,6 @@ def clustering_metrics(
     }
 
 
-def score_loom(
-    path: str | os.PathLike, *, labels: str | None = None, seed: int = 0
-) -> tuple[dict, MaskedEntries]:
-    """Score a masked-then-imputed Loom file; clustering too when ``labels`` names a cell attribute."""
-    path = str(path)
-    with open_loom(path) as ds:
-        genes, cells = loom_names(ds, path=path)
-        for layer in (ORIGINAL_LAYER, RAW_LAYER):
-            if layer not in ds.layers.keys():
-                raise InputError(
-                    path,
-                    f"has no layer '{layer}': score needs a Loom made by 'deepimpute mask' "
-                    "then 'deepimpute impute'",
-                )
-        if labels is not None and labels not in ds.ca.keys():
-            raise InputError(path, f"has no cell attribute '{labels}' (has: {', '.join(ds.ca.keys())})")
-        parts = []
-        imputed_blocks, raw_blocks = [], []
-        for cols in loom_cell_chunks(*ds.shape):
-            imputed = np.asarray(ds[:, cols], dtype=np.float32).T
-            observed = np.asarray(ds.layers[RAW_LAYER][:, cols], dtype=np.float32).T
-            original = np.asarray(ds.layers[ORIGINAL_LAYER][:, cols], dtype=np.float32).T
-            parts.append(masked_entries(original, observed, imputed, cell_offset=cols.start))
-            if labels is not None:
-                imputed_blocks.append(imputed)
-                raw_blocks.append(observed)
-        label_values = np.asarray(ds.ca[labels]).astype(str) if labels else None
-    entries = MaskedEntries(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in MaskedEntries.__dataclass_fields__)
-    )
-    if entries.truth.size == 0:
-        raise InputError(path, "has no masked entries (positive in 'original', zero in 'raw')")
-    metrics = {"input": Path(path).name, "cells": int(cells.size), "genes": int(genes.size)}
-    metrics.update(accuracy_metrics(entries, gene_names=genes, cell_names=cells))
-    if labels is not None:
-        metrics["clustering"] = {
-            "labels": labels,
-            "imputed": clustering_metrics(np.vstack(imputed_blocks), label_values, seed=seed),
-            "without_imputation": clustering_metrics(np.vstack(raw_blocks), label_values, seed=seed),
-        }
-    return metrics, entries
-
-
 def summary_table(metrics: dict) -> str:
     """A readable table of the headline scores."""
     rows = [
@@ -184,51 +161,3 @@ def summary_table(metrics: dict) -> str:
             )
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def draw_plots(metrics: dict, entries: MaskedEntries, directory: str | os.PathLike) -> list[Path]:
-    """PNG figures: imputed vs true at the masked entries (the paper's Fig. 2a), MSE distributions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    truth, imputed = np.log1p(entries.truth), np.log1p(np.maximum(entries.imputed, 0))
-    written = []
-
-    figure, axis = plt.subplots(figsize=(5.5, 5))
-    image = axis.hexbin(truth, imputed, gridsize=60, bins="log", mincnt=1, cmap="viridis")
-    top = float(max(truth.max(), imputed.max()))
-    axis.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle="--")
-    axis.set_xlabel("true count, log1p")
-    axis.set_ylabel("imputed count, log1p")
-    axis.set_title(
-        f"{metrics['input']}: masked entries\nMSE={metrics['mse']:.3f}  Pearson={metrics['pearson']:.3f}"
-    )
-    figure.colorbar(image, ax=axis, label="entries")
-    figure.tight_layout()
-    written.append(directory / "imputed_vs_true.png")
-    figure.savefig(written[-1], dpi=120)
-    plt.close(figure)
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, key, what in zip(axes, ("per_gene_mse", "per_cell_mse"), ("genes", "cells")):
-        values = np.array(list(metrics[key]["values"].values()))
-        axis.hist(values, bins=50, color="#4477aa")
-        axis.axvline(
-            metrics[key]["median"],
-            color="black",
-            linestyle="--",
-            label=f"median {metrics[key]['median']:.3f}",
-        )
-        axis.set_xlabel("MSE at masked entries, log1p")
-        axis.set_ylabel(what)
-        axis.set_title(f"MSE per {what[:-1]} ({values.size} {what})")
-        axis.legend()
-    figure.tight_layout()
-    written.append(directory / "mse_distributions.png")
-    figure.savefig(written[-1], dpi=120)
-    plt.close(figure)
-    return written

@@ -1,178 +1,244 @@
-"""Each step from input files to output files: reads, checks, calls the pure functions, writes.
+"""Each step from input files to output files: check the outputs, read, call the pure functions, write.
 
-The command line calls these and nothing else, so ``deepimpute run`` and the single-step
-commands do exactly the same work.
+Every step first checks that its outputs can be written without touching an input
+(:func:`deepimpute_tool.outputs.check_outputs`), then reads under a memory guard, and writes
+under a temporary name moved into place when complete. Every problem is a
+:class:`~deepimpute_tool.errors.DeepImputeError` naming the file it is about. The command line
+calls these and nothing else; this module owns every file name, ``run``'s included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from deepimpute_tool.chunking import merge_looms, split_loom
-from deepimpute_tool.errors import InputError
-from deepimpute_tool.filtering import quality_filter
-from deepimpute_tool.imputation import ImputeSummary, impute_loom
-from deepimpute_tool.io import (
-    Dataset,
-    atomic_path,
-    check_unique,
-    make_unique,
-    provenance,
-    read_dataset,
-    read_loom,
-    write_loom,
+from deepimpute_tool.chunking import (
+    CHUNK_ATTR,
+    MERGED_ATTR,
+    SplitParameters,
+    chunk_name,
+    chunk_place,
+    in_order,
+    is_chunk_folder,
 )
-from deepimpute_tool.masking import ORIGINAL_LAYER, mask_counts
-from deepimpute_tool.model import load_model
+from deepimpute_tool.dataset import check_unique, make_unique, require_cells_and_genes
+from deepimpute_tool.errors import DeepImputeError, InputError
+from deepimpute_tool.filtering import FilterParameters, quality_filter
+from deepimpute_tool.formats import read_counts
+from deepimpute_tool.imputation import ImputeParameters, ImputeSummary, impute_counts, missing_model_genes
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.loom import (
+    MAIN,
+    ORIGINAL_LAYER,
+    RAW_LAYER,
+    CellBlock,
+    LoomReader,
+    LoomWriter,
+    provenance,
+    write_dataset,
+)
+from deepimpute_tool.masking import MaskParameters, mask_counts
+from deepimpute_tool.model import is_model_directory, load_model
+from deepimpute_tool.outputs import (
+    DIRECTORY,
+    FILE,
+    FOLDER,
+    Output,
+    atomic_directory,
+    atomic_file,
+    check_outputs,
+)
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.scoring import draw_plots, score_loom
-from deepimpute_tool.training import TrainingError, TrainingParameters, train
+from deepimpute_tool.scoring import (
+    MaskedEntries,
+    ScoreParameters,
+    accuracy_metrics,
+    concatenate,
+    masked_entries,
+)
+from deepimpute_tool.training import TrainingParameters
+
+MODEL_WHAT = "a model written by 'deepimpute train' (nor an empty folder)"
 
 
-def _require_cells_and_genes(dataset: Dataset, path: str | os.PathLike) -> None:
-    if dataset.n_cells == 0 or dataset.n_genes == 0:
-        raise InputError(
-            str(path), f"the matrix is empty ({dataset.n_genes} genes x {dataset.n_cells} cells)"
-        )
-    check_unique(dataset.cells, path=path, what="cell IDs")
-
-
-def filter_file(
-    in_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    min_genes: int = 200,
-    min_counts: int = 0,
-    min_cells: int = 3,
-    orientation: str = "auto",
-    progress: Progress,
-) -> Dataset:
-    """Read any supported input, drop poor cells and rare genes, write Loom."""
-    dataset = read_dataset(in_path, orientation=orientation)
-    _require_cells_and_genes(dataset, in_path)
-    progress.message(f"read {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
-    unique = make_unique(dataset.genes)
-    renamed = int((unique != dataset.genes).sum())
-    if renamed:
-        progress.message(f"{renamed} repeated gene names made unique by appending -1, -2, ...")
-        dataset.genes = unique
-    result = quality_filter(dataset.counts, min_genes=min_genes, min_counts=min_counts, min_cells=min_cells)
-    progress.message(result.summary())
-    if not result.keep_cells.any():
-        raise InputError(
-            str(in_path), f"no cell passes the filter (--min-genes {min_genes}, --min-counts {min_counts})"
-        )
-    if not result.keep_genes.any():
-        raise InputError(str(in_path), f"no gene passes the filter (--min-cells {min_cells})")
-    filtered = dataset.subset(cells=result.keep_cells, genes=result.keep_genes)
-    parameters = {
-        "min_genes": min_genes,
-        "min_counts": min_counts,
-        "min_cells": min_cells,
-        "input": str(in_path),
-    }
-    write_loom(out_path, filtered, file_attrs=provenance("filter", parameters))
-    return filtered
-
-
-def mask_file(
-    in_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    cells_per_gene: int = 10,
-    seed: int = 0,
-    progress: Progress,
-) -> None:
-    """Hide positive counts (the paper's protocol); the truth goes to the layer ``original``."""
-    dataset = read_loom(in_path)
-    _require_cells_and_genes(dataset, in_path)
-    if ORIGINAL_LAYER in dataset.layers:
-        raise InputError(str(in_path), f"already has a layer '{ORIGINAL_LAYER}': was it masked already?")
-    result = mask_counts(dataset.counts, cells_per_gene=cells_per_gene, seed=seed)
-    if result.n_genes_masked == 0:
-        raise InputError(
-            str(in_path), f"no gene has {2 * cells_per_gene} positive counts to mask {cells_per_gene} of"
-        )
-    progress.message(
-        f"masked {result.n_entries_masked} entries: {cells_per_gene} in each of {result.n_genes_masked} genes "
-        f"(dropout curve midpoint {result.dropout_model.midpoint:.3f}, shape {result.dropout_model.shape:.3f})"
-    )
-    dataset.layers[ORIGINAL_LAYER] = dataset.counts
-    dataset.counts = result.masked
-    parameters = {
-        "cells_per_gene": cells_per_gene,
-        "seed": seed,
-        "dropout_model": asdict(result.dropout_model),
-        "genes_masked": result.n_genes_masked,
-        "entries_masked": result.n_entries_masked,
-    }
-    write_loom(out_path, dataset, file_attrs=provenance("mask", parameters))
-
-
-def train_file(
-    in_path: str | os.PathLike,
-    model_path: str | os.PathLike,
-    *,
-    params: TrainingParameters,
-    progress: Progress,
-) -> None:
-    """Train on a Loom (or any supported input) and write the model directory."""
-    dataset = read_dataset(in_path)
-    _require_cells_and_genes(dataset, in_path)
-    check_unique(dataset.genes, path=in_path, what="gene names")
-    progress.message(f"training on {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
-
-    def on_epoch(epoch: int, values: dict) -> None:
-        progress.advance(
-            "epoch",
-            epoch,
-            params.max_epochs,
-            f"loss {values['train_loss']:.4g}  validation {values['validation_loss']:.4g}  "
-            f"sub-networks still improving {values['active']}",
-            total_is_bound=True,
-        )
-
-    progress.start()
+@contextlib.contextmanager
+def about(path: str | os.PathLike, *, memory_hint: str = "") -> Iterator[None]:
+    """Name ``path`` in errors that name nothing, and in running out of memory."""
     try:
+        yield
+    except DeepImputeError as error:
+        if error.what is None:
+            raise type(error)(path, error.problem) from None
+        raise
+    except MemoryError:
+        raise InputError(path, f"needs more memory than this machine has available{memory_hint}") from None
+
+
+def model_output(path: str | os.PathLike) -> Output:
+    """A model is a zip file when its name ends in .zip, else a folder."""
+    path = Path(path)
+    if path.name.endswith(".zip"):
+        return Output(path, FILE)
+    return Output(path, DIRECTORY, replaceable=is_model_directory, what=MODEL_WHAT)
+
+
+def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progress) -> None:
+    """Read any supported input, drop poor cells and rare genes, write Loom."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path])
+    with about(in_path), memory_guard():
+        dataset = read_counts(in_path, orientation=params.orientation)
+        require_cells_and_genes(dataset, in_path)
+        progress.message(f"read {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
+        unique = make_unique(dataset.genes)
+        renamed = int((unique != dataset.genes).sum())
+        if renamed:
+            progress.message(f"{renamed} repeated gene names made unique by appending -1, -2, ...")
+            dataset.genes = unique
+        result = quality_filter(
+            dataset.counts,
+            min_genes=params.min_genes,
+            min_counts=params.min_counts,
+            min_cells=params.min_cells,
+        )
+        progress.message(result.summary())
+        if not result.keep_cells.any():
+            raise InputError(
+                in_path,
+                f"no cell passes the filter (--min-genes {params.min_genes}, --min-counts {params.min_counts})",
+            )
+        if not result.keep_genes.any():
+            raise InputError(in_path, f"no gene passes the filter (--min-cells {params.min_cells})")
+        filtered = dataset.subset(cells=result.keep_cells, genes=result.keep_genes)
+        with atomic_file(out_path) as temporary:
+            write_dataset(
+                temporary,
+                filtered,
+                file_attrs=provenance("filter", {**asdict(params), "input": str(in_path)}),
+            )
+
+
+def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) -> None:
+    """Hide positive counts (the paper's protocol); the truth goes to the layer ``original``."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path])
+    with about(in_path), memory_guard():
+        with LoomReader.open(in_path) as reader:
+            dataset = reader.read_dataset()
+        require_cells_and_genes(dataset, in_path)
+        if ORIGINAL_LAYER in dataset.layers:
+            raise InputError(in_path, f"already has a layer '{ORIGINAL_LAYER}': was it masked already?")
+        result = mask_counts(dataset.counts, cells_per_gene=params.cells_per_gene, seed=params.seed)
+        if result.n_genes_masked == 0:
+            raise InputError(
+                in_path,
+                f"no gene has {2 * params.cells_per_gene} positive counts to mask {params.cells_per_gene} of "
+                "(--cells-per-gene)",
+            )
+        model = result.dropout_model
+        progress.message(
+            f"masked {result.n_entries_masked} entries: {params.cells_per_gene} in each of {result.n_genes_masked} "
+            f"genes (dropout curve midpoint {model.midpoint:.3f}, shape {model.shape:.3f})"
+        )
+        dataset.layers[ORIGINAL_LAYER] = dataset.counts
+        dataset.counts = result.masked
+        parameters = {
+            **asdict(params),
+            "dropout_model": asdict(model),
+            "genes_masked": result.n_genes_masked,
+            "entries_masked": result.n_entries_masked,
+        }
+        with atomic_file(out_path) as temporary:
+            write_dataset(temporary, dataset, file_attrs=provenance("mask", parameters))
+
+
+def train_file(in_path, model_path, *, params: TrainingParameters, progress: Progress) -> None:
+    """Train on a Loom (or any supported input) and write the model directory or zip."""
+    from deepimpute_tool.training import train
+
+    output = model_output(model_path)
+    check_outputs([output], inputs=[in_path])
+    hint = "; try --cell-fraction or --max-genes"
+    with about(in_path, memory_hint=hint):
+        with memory_guard():
+            dataset = read_counts(in_path)
+            require_cells_and_genes(dataset, in_path)
+            check_unique(dataset.genes, path=in_path, what="gene names")
+        progress.message(f"training on {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
+
+        def on_epoch(epoch: int, values: dict) -> None:
+            progress.advance(
+                "epoch",
+                epoch,
+                params.max_epochs,
+                f"loss {values['train_loss']:.4g}  validation {values['validation_loss']:.4g}  "
+                f"sub-networks still improving {values['active']}",
+                total_is_bound=True,
+            )
+
+        progress.start()
         model = train(dataset.counts, dataset.genes, params=params, log=progress.message, on_epoch=on_epoch)
-    except TrainingError as error:
-        raise InputError(str(in_path), str(error)) from error
-    if str(model_path).endswith(".zip"):
-        with atomic_path(model_path) as temporary:
+    if output.kind == FILE:
+        with atomic_file(model_path) as temporary:
             model.save_zip(temporary)
     else:
-        with atomic_path(model_path, directory=True) as temporary:
+        with atomic_directory(model_path) as temporary:
             model.save(temporary)
     progress.message(f"model written to {model_path}")
 
 
 def impute_file(
-    in_path: str | os.PathLike,
-    model_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    policy: str = "restore",
-    chunk_cells: int | None = None,
-    progress: Progress,
+    in_path, model_path, out_path, *, params: ImputeParameters, progress: Progress
 ) -> ImputeSummary:
-    """Impute a Loom with a saved model into a new Loom."""
+    """Impute a Loom with a saved model into a new Loom, a block of cells at a time."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path, model_path])
     model = load_model(model_path)
     progress.message(
         f"model: {model.target_genes.size} target genes in {len(model.subnetworks)} sub-networks"
     )
-    parameters = {"model": str(model_path), "policy": policy, "model_parameters": model.parameters}
-    summary = impute_loom(
-        in_path,
-        model,
-        out_path,
-        policy=policy,
-        chunk_cells=chunk_cells,
-        file_attrs=provenance("impute", parameters),
-        progress=progress,
-    )
+    zeros_filled = 0
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        if reader.n_cells == 0 or reader.n_genes == 0:
+            raise InputError(in_path, "the matrix is empty")
+        check_unique(reader.cells, path=in_path, what="cell IDs")
+        problem = missing_model_genes(model, reader.genes)
+        if problem:
+            raise InputError(in_path, problem)
+        model_genes, targets = set(model.genes.tolist()), set(model.target_genes.tolist())
+        check_unique([g for g in reader.genes if g in model_genes], path=in_path, what="gene names")
+        if RAW_LAYER in reader.layer_names:
+            raise InputError(in_path, f"already has a layer '{RAW_LAYER}': was it imputed already?")
+        counts_dtype = reader.count_dtype()
+        others = reader.layer_names
+        layout = {
+            "genes": reader.genes,
+            "gene_attrs": reader.gene_attrs(),
+            "layer_dtypes": {
+                MAIN: counts_dtype,
+                RAW_LAYER: counts_dtype,
+                **{n: reader.layer_dtype(n) for n in others},
+            },
+        }
+        parameters = {"model": str(model_path), **asdict(params), "model_parameters": model.parameters}
+        progress.start()
+        with atomic_file(out_path) as temporary, LoomWriter.create(temporary, **layout) as writer:
+            for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
+                counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
+                imputed = impute_counts(counts, reader.genes, model, policy=params.policy)
+                # genes the model does not impute are unchanged, so all columns can be counted
+                zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
+                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
+                writer.append(CellBlock(block.cells, matrices, block.cell_attrs))
+                progress.advance("imputing cells", block.cells.stop, reader.n_cells)
+            writer.set_file_attrs({**reader.file_attrs(), **provenance("impute", parameters)})
+        summary = ImputeSummary(
+            cells=reader.n_cells,
+            genes=reader.n_genes,
+            imputed_genes=sum(g in targets for g in reader.genes),
+            zeros_filled=zeros_filled,
+        )
     progress.message(
         f"imputed {summary.imputed_genes} of {summary.genes} genes in {summary.cells} cells; "
         f"{summary.zeros_filled} zeros filled"
@@ -180,39 +246,173 @@ def impute_file(
     return summary
 
 
-def score_file(
-    in_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    labels: str | None = None,
-    plots: str | os.PathLike | None = None,
-    seed: int = 0,
-    progress: Progress,
-) -> dict:
-    """Score a masked-then-imputed Loom; write JSON, print a table, optionally draw PNGs."""
-    metrics, entries = score_loom(in_path, labels=labels, seed=seed)
-    with atomic_path(out_path) as temporary:
-        Path(temporary).write_text(json.dumps(metrics, indent=1, allow_nan=True))
+def default_scores_path(in_path: str | os.PathLike) -> Path:
+    """IN.scores.json beside IN (its .loom suffix dropped)."""
+    in_path = Path(in_path)
+    return in_path.with_name(in_path.name.removesuffix(".loom") + ".scores.json")
+
+
+def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, progress: Progress) -> dict:
+    """Score a masked-then-imputed Loom; write JSON and, with ``plots``, PNG figures into that folder."""
+    from deepimpute_tool.scoring import clustering_metrics
+
+    out_path = Path(out_path) if out_path else default_scores_path(in_path)
+    outputs = [Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else [])
+    check_outputs(outputs, inputs=[in_path])
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        for layer in (ORIGINAL_LAYER, RAW_LAYER):
+            if layer not in reader.layer_names:
+                raise InputError(
+                    in_path,
+                    f"has no layer '{layer}': score needs a Loom made by 'deepimpute mask' then 'deepimpute impute'",
+                )
+        cell_attrs = reader.cell_attrs(slice(0, 0))
+        if params.labels is not None and params.labels not in cell_attrs:
+            raise InputError(
+                in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
+            )
+        parts, imputed_blocks, raw_blocks = [], [], []
+        for block in reader.blocks(
+            layers=(MAIN, RAW_LAYER, ORIGINAL_LAYER), counts=(RAW_LAYER, ORIGINAL_LAYER)
+        ):
+            imputed, observed, original = (block.matrices[n] for n in (MAIN, RAW_LAYER, ORIGINAL_LAYER))
+            if not (imputed >= 0).all():  # also refuses NaN
+                raise InputError(
+                    in_path, "the main matrix holds negative or NaN values: is it imputed counts?"
+                )
+            parts.append(masked_entries(original, observed, imputed, cell_offset=block.cells.start))
+            if params.labels is not None:
+                imputed_blocks.append(imputed)
+                raw_blocks.append(observed)
+        entries: MaskedEntries = concatenate(parts)
+        if entries.truth.size == 0:
+            raise InputError(in_path, "has no masked entries (positive in 'original', zero in 'raw')")
+        metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
+        metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
+        if params.labels is not None:
+            import numpy as np
+
+            labels = reader.cell_attrs()[params.labels].astype(str)
+            metrics["clustering"] = {
+                "labels": params.labels,
+                "imputed": clustering_metrics(np.vstack(imputed_blocks), labels, seed=params.seed),
+                "without_imputation": clustering_metrics(np.vstack(raw_blocks), labels, seed=params.seed),
+            }
+    with atomic_file(out_path) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=1, allow_nan=True))
     if plots is not None:
+        from deepimpute_tool.plots import draw_plots
+
+        Path(plots).mkdir(exist_ok=True)
         for figure in draw_plots(metrics, entries, plots):
             progress.message(f"figure: {figure}")
     return metrics
 
 
-def split_file(
-    in_path: str | os.PathLike, out_dir: str | os.PathLike, *, chunk_size: int = 10_000, progress: Progress
-) -> list[Path]:
+def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress) -> list[Path]:
     """Split a Loom into Looms of ``chunk_size`` cells each, to impute them in parallel."""
-    chunks = split_loom(
-        in_path, out_dir, chunk_size=chunk_size, file_attrs=provenance("split", {"chunk_size": chunk_size})
+    out_dir = Path(out_dir)
+    output = Output(
+        out_dir, DIRECTORY, replaceable=is_chunk_folder, what="a folder of chunks made by 'deepimpute split'"
     )
-    progress.message(f"wrote {len(chunks)} chunks of at most {chunk_size} cells to {out_dir}")
-    return chunks
+    check_outputs([output], inputs=[in_path])
+    names = []
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        if reader.n_cells == 0:
+            raise InputError(in_path, "the matrix is empty")
+        layers = (MAIN, *reader.layer_names)
+        layout = {
+            "genes": reader.genes,
+            "gene_attrs": reader.gene_attrs(),
+            "layer_dtypes": {name: reader.layer_dtype(name) for name in layers},
+        }
+        attrs = {**reader.file_attrs(), **provenance("split", asdict(params))}
+        starts = range(0, reader.n_cells, params.chunk_size)
+        stem = Path(in_path).name.removesuffix(".loom")
+        with atomic_directory(out_dir) as temporary:
+            for number, start in enumerate(starts, start=1):
+                within = slice(start, min(start + params.chunk_size, reader.n_cells))
+                names.append(chunk_name(stem, number))
+                with LoomWriter.create(temporary / names[-1], **layout) as writer:
+                    for block in reader.blocks(layers=layers, counts=(), attrs=True, within=within):
+                        writer.append(block)
+                    writer.set_file_attrs({**attrs, CHUNK_ATTR: f"{number}/{len(starts)}"})
+    progress.message(f"wrote {len(names)} chunks of at most {params.chunk_size} cells to {out_dir}")
+    return [out_dir / name for name in names]
 
 
-def merge_files(
-    chunk_paths: list[str | os.PathLike], out_path: str | os.PathLike, *, progress: Progress
-) -> None:
-    """Merge chunks made by ``split_file`` (imputed or not) back into one Loom, in cell order."""
-    n_cells = merge_looms(chunk_paths, out_path, file_attrs=provenance("merge", {"chunks": len(chunk_paths)}))
-    progress.message(f"merged {len(chunk_paths)} chunks ({n_cells} cells) into {out_path}")
+def merge_files(chunk_paths: list, out_path, *, progress: Progress) -> None:
+    """Merge chunks made by :func:`split_file` (imputed or not) back into one Loom, in cell order."""
+    if not chunk_paths:
+        raise InputError(None, "no chunks to merge")
+    check_outputs([Output(Path(out_path))], inputs=chunk_paths)
+    places = {}
+    for path in map(Path, chunk_paths):
+        if path in places:
+            raise InputError(path, "is given twice")
+        with about(path), LoomReader.open(path) as reader:
+            places[path] = chunk_place(path, reader.file_attrs())
+    ordered = in_order(places)
+    n_cells = 0
+    with contextlib.ExitStack() as stack, memory_guard():
+        temporary = stack.enter_context(atomic_file(out_path))
+        writer = None
+        for path in ordered:
+            with about(path), LoomReader.open(path) as reader:
+                layers = (MAIN, *reader.layer_names)
+                dtypes = {name: reader.layer_dtype(name) for name in layers}
+                if writer is None:
+                    first = {"genes": reader.genes, "layer_dtypes": dtypes}
+                    layout = {**first, "gene_attrs": reader.gene_attrs()}
+                    writer = stack.enter_context(LoomWriter.create(temporary, **layout))
+                    attrs = reader.file_attrs(exclude=(CHUNK_ATTR,))
+                elif list(reader.genes) != list(first["genes"]) or dtypes != first["layer_dtypes"]:
+                    raise InputError(path, "has other genes or layers than the first chunk")
+                for block in reader.blocks(layers=layers, counts=(), attrs=True):
+                    writer.append(block)
+                n_cells += reader.n_cells
+        writer.set_file_attrs(
+            {**attrs, **provenance("merge", {"chunks": len(ordered)}), MERGED_ATTR: str(len(ordered))}
+        )
+    progress.message(f"merged {len(ordered)} chunks ({n_cells} cells) into {out_path}")
+
+
+RUN_FILES = {
+    "filtered": "filtered.loom",
+    "masked": "masked.loom",
+    "model": "model",
+    "imputed": "imputed.loom",
+    "scores": "scores.json",
+    "plots": "plots",
+}
+
+
+def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskParameters | None,
+              training: TrainingParameters, imputing: ImputeParameters, scoring: ScoreParameters,
+              progress: Progress) -> dict | None:  # fmt: skip
+    """filter, train, impute into ``out_dir``; with ``masking``, mask before training and score after.
+
+    Returns the scores with ``masking``, else None.
+    """
+    out_dir = Path(out_dir)
+    files = {key: out_dir / name for key, name in RUN_FILES.items()}
+    evaluate = masking is not None
+    planned = [files["filtered"], files["imputed"], *([files["masked"], files["scores"]] if evaluate else [])]
+    check_outputs([Output(out_dir, FOLDER)], inputs=[in_path])
+    out_dir.mkdir(exist_ok=True)  # nothing was in a folder that did not exist: every output below is new
+    inner = [*(Output(path) for path in planned), model_output(files["model"])]
+    check_outputs(inner + ([Output(files["plots"], FOLDER)] if evaluate else []), inputs=[in_path])
+    filter_file(in_path, files["filtered"], params=filtering, progress=progress)
+    training_input = files["filtered"]
+    if evaluate:
+        training_input = files["masked"]
+        mask_file(files["filtered"], training_input, params=masking, progress=progress)
+    train_file(training_input, files["model"], params=training, progress=progress)
+    impute_file(training_input, files["model"], files["imputed"], params=imputing, progress=progress)
+    metrics = None
+    if evaluate:
+        metrics = score_file(
+            files["imputed"], files["scores"], params=scoring, plots=files["plots"], progress=progress
+        )
+    progress.message(f"done: results in {out_dir}")
+    return metrics

@@ -1,73 +1,84 @@
-"""Shared fixtures: real count matrices shipped in tests/data (copies of ../shared/data files)."""
+"""Fixtures on real count matrices (tests/data: copies of ../shared/data files), markers by folder.
+
+Session fixtures are read-only: their arrays cannot be written, so code under test that
+changed its input in place would fail the test instead of every test after it.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deepimpute_tool.io import read_loom
+from deepimpute_tool.dataset import Dataset
+from deepimpute_tool.loom import read_loom
 from deepimpute_tool.model import Model
 from deepimpute_tool.training import TrainingParameters, train
+from tests.helpers import PBMC68K, PBMC_SMALL, QUICK
 
-DATA = Path(__file__).parent / "data"
-REPO = Path(__file__).resolve().parent.parent
-PBMC_SMALL = DATA / "pbmc_small.loom"  # 230 genes x 80 cells, CellType labels
-PBMC68K = DATA / "pbmc68k_reduced.loom"  # 765 genes x 700 cells, CellType labels
-QUICK = {"max_epochs": 3, "seed": 0, "cores": 2}
+KINDS = {"unit": "unit", "cli": "cli", "integration": "integration"}
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-tools",
+        action="store_true",
+        help="fail, instead of skipping, the tests whose outside tools (java, Galaxy, buildah) are missing",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test gets the marker of its folder: unit, cli, integration (and nextflow, galaxy, docker)."""
+    tests = Path(__file__).parent
+    for item in items:
+        parts = Path(item.fspath).relative_to(tests).parts
+        item.add_marker(getattr(pytest.mark, KINDS[parts[0]]))
+        if parts[0] == "integration":
+            item.add_marker(getattr(pytest.mark, parts[1]))
+
+
+def _frozen(dataset: Dataset) -> Dataset:
+    arrays = [
+        dataset.counts.data,
+        dataset.counts.indices,
+        dataset.counts.indptr,
+        dataset.genes,
+        dataset.cells,
+    ]
+    arrays += [*dataset.gene_attrs.values(), *dataset.cell_attrs.values()]
+    for layer in dataset.layers.values():
+        arrays += [layer.data, layer.indices, layer.indptr]
+    for array in arrays:
+        array.setflags(write=False)
+    return dataset
 
 
 @pytest.fixture(scope="session")
-def pbmc_small():
-    return read_loom(PBMC_SMALL)
+def pbmc_small() -> Dataset:
+    return _frozen(read_loom(PBMC_SMALL))
 
 
 @pytest.fixture(scope="session")
-def pbmc68k():
-    return read_loom(PBMC68K)
+def pbmc68k() -> Dataset:
+    return _frozen(read_loom(PBMC68K))
 
 
 @pytest.fixture(scope="session")
 def pbmc68k_model(pbmc68k) -> Model:
     """A real model, trained for a few epochs on pbmc68k_reduced (two sub-networks)."""
-    params = TrainingParameters(subset_size=400, **QUICK)
-    return train(pbmc68k.counts, pbmc68k.genes, params=params)
+    return train(pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(subset_size=400, **QUICK))
 
 
 @pytest.fixture(scope="session")
 def pbmc68k_model_dir(pbmc68k_model, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("model")
     pbmc68k_model.save(directory)
+    for path in directory.iterdir():
+        path.chmod(0o444)
     return directory
 
 
-def dense(matrix) -> np.ndarray:
-    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-
-
-def assert_same_imputation(actual: np.ndarray, expected: np.ndarray, raw: np.ndarray) -> None:
-    """Imputed matrices that must agree: observed counts bit for bit, predictions to float32 rounding.
-
-    BLAS sums a matrix product in an order that can depend on how many rows it is given (seen
-    with OpenBLAS on AMD EPYC, not on Intel Xeon), so imputing cells in other blocks may change
-    a prediction in its last bits.
-    """
-    observed = raw > 0
-    np.testing.assert_array_equal(actual[observed], expected[observed])
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=0)
-
-
-def require(condition: bool, what: str) -> None:
-    """Skip a test whose outside tool is missing, except in the full run (tests/run_all.sh, CI): fail there."""
-    if condition:
-        return
-    if os.environ.get("DEEPIMPUTE_FULL_TESTS") or os.environ.get("CI"):
-        pytest.fail(f"{what} (tests/run_all.sh installs it)", pytrace=False)
-    pytest.skip(f"{what}; tests/run_all.sh installs it")
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

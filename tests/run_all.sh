@@ -39,7 +39,11 @@ echo "== ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 
-echo "== pytest"
-export DEEPIMPUTE_FULL_TESTS=1 GX_VENV TOOL_PATH="$PWD/$VENV/bin"
+echo "== generated files (options' surfaces) up to date"
+"$VENV/bin/python" -m deepimpute_tool.surfaces --check
+
+echo "== pytest, every tier"
+export GX_VENV TOOL_PATH="$PWD/$VENV/bin"
+# --require-tools: a missing outside tool fails its tests instead of skipping them.
 # pytest exits 5 when it collected no test: that is a failure too.
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --require-tools "$@"

@@ -4,11 +4,19 @@ import h5py
 import loompy
 import numpy as np
 import pytest
-from conftest import PBMC68K, assert_same_imputation, dense
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.imputation import apply_policy, impute_counts, impute_loom
-from deepimpute_tool.io import read_loom
+from deepimpute_tool.imputation import ImputeParameters, apply_policy, impute_counts
+from deepimpute_tool.loom import read_loom
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.steps import impute_file
+from tests.helpers import PBMC68K, assert_same_imputation, dense
+
+
+def impute_loom(source, model_dir, out, **options):
+    return impute_file(
+        source, model_dir, out, params=ImputeParameters(**options), progress=Progress(quiet=True)
+    )
 
 
 def test_restore_keeps_every_observed_value_bit_for_bit(pbmc68k, pbmc68k_model):
@@ -29,7 +37,9 @@ def test_policies():
     np.testing.assert_array_equal(apply_policy(observed, predicted, policy="all"), predicted)
 
 
-def test_loom_keeps_order_attributes_layers_and_chunking_changes_no_observed_value(pbmc68k_model, tmp_path):
+def test_loom_keeps_order_attributes_layers_and_chunking_changes_no_observed_value(
+    pbmc68k_model, pbmc68k_model_dir, tmp_path
+):
     source = tmp_path / "in.loom"
     data = read_loom(PBMC68K)
     with loompy.connect(str(PBMC68K), "r") as ds:
@@ -42,8 +52,8 @@ def test_loom_keeps_order_attributes_layers_and_chunking_changes_no_observed_val
             file_attrs={"note": "kept"},
         )
     one_block, many_blocks = tmp_path / "one.loom", tmp_path / "many.loom"
-    summary = impute_loom(source, pbmc68k_model, one_block)
-    impute_loom(source, pbmc68k_model, many_blocks, chunk_cells=97)
+    summary = impute_loom(source, pbmc68k_model_dir, one_block)
+    impute_loom(source, pbmc68k_model_dir, many_blocks, chunk_cells=97)
     with loompy.connect(str(one_block), "r") as a, loompy.connect(str(many_blocks), "r") as b:
         assert_same_imputation(b[:, :], a[:, :], counts)
         np.testing.assert_array_equal(a.ca.CellID, data.cells)
@@ -61,12 +71,12 @@ def test_loom_keeps_order_attributes_layers_and_chunking_changes_no_observed_val
             assert f["matrix"].shuffle and f["matrix"].compression == "gzip"
 
 
-def test_missing_model_genes_are_named(pbmc68k_model, tmp_path):
+def test_missing_model_genes_are_named(pbmc68k_model, pbmc68k_model_dir, tmp_path):
     data = read_loom(PBMC68K)
     source = tmp_path / "fewer.loom"
     keep = ~np.isin(data.genes, pbmc68k_model.target_genes[:3])
     loompy.create(str(source), dense(data.counts).T[keep], {"Gene": data.genes[keep]}, {"CellID": data.cells})
     with pytest.raises(InputError, match="lacks 3 of the model") as caught:
-        impute_loom(source, pbmc68k_model, tmp_path / "out.loom")
+        impute_loom(source, pbmc68k_model_dir, tmp_path / "out.loom")
     assert pbmc68k_model.target_genes[0] in str(caught.value)
     assert not (tmp_path / "out.loom").exists()

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import loompy
 import numpy as np
 import pytest
-from conftest import PBMC68K, PBMC_SMALL, REPO, sha256
 
-BIN = REPO / "bin"
-STEPS = ("filter", "mask", "train", "impute", "score", "run")
-TINY_TRAINING = ["--max-epochs", "2", "--cores", "2"]
+from tests.helpers import PBMC68K, PBMC_SMALL, TINY_TRAINING, run, sha256, write_raw_loom
 
-
-def run(executable: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, str(BIN / executable), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{executable} {args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+STEPS = ("filter", "mask", "train", "impute", "score", "split", "merge", "run")
 
 
 @pytest.fixture(scope="module")
@@ -131,20 +115,6 @@ def _version() -> str:
 # ------------------------------------------------------------------ bad input
 
 
-def _write_loom(path: Path, counts: np.ndarray, *, cells=None, genes=None):
-    """A Loom written with h5py: loompy itself refuses to write NaN or empty matrices, other tools do not."""
-    genes = genes if genes is not None else np.array([f"G{i}" for i in range(counts.shape[0])])
-    cells = cells if cells is not None else np.array([f"C{i}" for i in range(counts.shape[1])])
-    with h5py.File(path, "w") as f:
-        f.create_dataset("matrix", data=counts.astype(np.float32), maxshape=(None, None), chunks=True)
-        f.create_dataset("row_attrs/Gene", data=np.asarray(genes).astype("S"))
-        f.create_dataset("col_attrs/CellID", data=np.asarray(cells).astype("S"))
-        for group in ("layers", "row_graphs", "col_graphs", "attrs"):
-            f.create_group(group)
-        f.attrs["LOOM_SPEC_VERSION"] = "3.0.0"
-    return path
-
-
 def _truncated(tmp_path: Path) -> Path:
     path = tmp_path / "truncated.loom"
     data = PBMC68K.read_bytes()
@@ -155,14 +125,14 @@ def _truncated(tmp_path: Path) -> Path:
 def _counts(tmp_path: Path, value: float) -> Path:
     counts = np.random.default_rng(0).poisson(2, (50, 40)).astype(np.float32)
     counts[3, 4] = value
-    return _write_loom(tmp_path / "bad.loom", counts)
+    return write_raw_loom(tmp_path / "bad.loom", counts)
 
 
 def _duplicate_cells(tmp_path: Path) -> Path:
     counts = np.random.default_rng(0).poisson(2, (50, 40)).astype(np.float32)
     cells = np.array([f"C{i}" for i in range(40)])
     cells[7] = "C3"
-    return _write_loom(tmp_path / "dup.loom", counts, cells=cells)
+    return write_raw_loom(tmp_path / "dup.loom", counts, cells=cells)
 
 
 BAD_INPUTS = {
@@ -173,7 +143,7 @@ BAD_INPUTS = {
     "negative": (lambda t: _counts(t, -1), "negative"),
     "NaN": (lambda t: _counts(t, np.nan), "NaN"),
     "non-integer": (lambda t: _counts(t, 0.5), "non-integer"),
-    "empty": (lambda t: _write_loom(t / "empty.loom", np.zeros((5, 0), np.float32)), "empty"),
+    "empty": (lambda t: write_raw_loom(t / "empty.loom", np.zeros((5, 0), np.float32)), "empty"),
     "duplicate cells": (_duplicate_cells, "duplicate cell IDs"),
 }
 
@@ -220,7 +190,7 @@ def test_no_gene_passing_the_filter(tmp_path):
 
 def test_too_few_cells_to_train(tmp_path):
     counts = np.random.default_rng(0).poisson(3, (60, 30)).astype(np.float32)
-    path = _write_loom(tmp_path / "few.loom", counts)
+    path = write_raw_loom(tmp_path / "few.loom", counts)
     before = {p.name for p in tmp_path.iterdir()}
     result = run("deepimpute-train", path, tmp_path / "model", check=False)
     assert_clean_failure(result, path, "too few cells", tmp_path, before)
@@ -251,7 +221,7 @@ def test_bad_model_directory(chain, tmp_path, damage):
         model,
         {
             "incomplete": "incomplete",
-            "altered": "altered",
+            "altered": "does not match its checksum",
             "incompatible": "not supported",
             "not a directory": "not a model",
         }[damage],
@@ -263,7 +233,7 @@ def test_bad_model_directory(chain, tmp_path, damage):
 def test_model_genes_missing_from_input(chain, tmp_path):
     work, _ = chain
     with loompy.connect(str(work / "masked.loom"), "r") as ds:
-        path = _write_loom(tmp_path / "other.loom", ds[:50, :], genes=ds.ra.Gene[:50], cells=ds.ca.CellID)
+        path = write_raw_loom(tmp_path / "other.loom", ds[:50, :], genes=ds.ra.Gene[:50], cells=ds.ca.CellID)
     before = {p.name for p in tmp_path.iterdir()}
     result = run("deepimpute-impute", path, work / "model", tmp_path / "out.loom", check=False)
     assert_clean_failure(result, path, "lacks", tmp_path, before)

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
 from dockerfile_parse import DockerfileParser
 
 from deepimpute_tool import __version__
+from tests.helpers import REPO, require
 
 DOCKERFILE = REPO / "Dockerfile"
 TENSORFLOW = "2.21.0"
@@ -101,14 +101,15 @@ def test_requirements_are_pinned_and_resolve_with_the_base_tensorflow(tmp_path):
         assert resolved[name.lower()] == version
 
 
-def test_image_builds_and_runs_every_executable_as_non_root(tmp_path_factory):
+def test_image_builds_and_runs_every_executable_as_non_root(tmp_path_factory, request):
     """Build with buildah on a Debian + tensorflow-cpu base; run --version and a tiny `run` inside."""
     require(
+        request.config,
         os.geteuid() == 0 and all(shutil.which(tool) for tool in ("buildah", "podman", "debootstrap")),
         "the image build needs root, buildah, podman and debootstrap",
     )
     result = subprocess.run(
-        ["bash", str(REPO / "tests" / "docker_build.sh"), str(tmp_path_factory.mktemp("buildah"))],
+        ["bash", str(Path(__file__).parent / "docker_build.sh"), str(tmp_path_factory.mktemp("buildah"))],
         capture_output=True,
         text=True,
         cwd=REPO,

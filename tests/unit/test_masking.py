@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import dense
 
 from deepimpute_tool.masking import fit_dropout_model, mask_counts
+from tests.helpers import dense
 
 
 @pytest.mark.parametrize("cells_per_gene", [1, 10])

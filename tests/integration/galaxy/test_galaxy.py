@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
 
 from deepimpute_tool import __version__
+from tests.helpers import REPO, require
 
 GALAXY = REPO / "galaxy"
 TOOLS = sorted(GALAXY.glob("deepimpute_*.xml"))
@@ -26,9 +26,11 @@ def _galaxy_venv() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def gx_venv() -> Path:
+def gx_venv(request) -> Path:
     venv = _galaxy_venv()
-    require(venv is not None, "a Galaxy virtualenv (GX_VENV) with galaxy and planemo is needed")
+    require(
+        request.config, venv is not None, "a Galaxy virtualenv (GX_VENV) with galaxy and planemo is needed"
+    )
     return venv
 
 
@@ -58,9 +60,9 @@ def test_macros_carry_the_package_version():
 
 
 @pytest.fixture(scope="module")
-def galaxy_run(gx_venv, tmp_path_factory) -> Path:
+def galaxy_run(gx_venv, tmp_path_factory, request) -> Path:
     """Start Galaxy once; run every tool test, the workflow test and the form screenshot."""
-    require(shutil.which("chromium") is not None, "the form screenshot needs chromium")
+    require(request.config, shutil.which("chromium") is not None, "the form screenshot needs chromium")
     out = tmp_path_factory.mktemp("galaxy")
     environment = {
         **os.environ,
@@ -68,7 +70,7 @@ def galaxy_run(gx_venv, tmp_path_factory) -> Path:
         "TOOL_PATH": os.environ.get("TOOL_PATH", str(Path(sys.executable).parent)),
     }
     result = subprocess.run(
-        ["bash", str(REPO / "tests" / "galaxy_server.sh"), str(out)],
+        ["bash", str(Path(__file__).parent / "galaxy_server.sh"), str(out)],
         env=environment,
         capture_output=True,
         text=True,

@@ -131,15 +131,16 @@ def diagnostics(paths: list[Path], *, root: Path, timeout: float = 90) -> dict[P
 class Process:
     name: str
     script: str  # the exact text of the `script:` block
+    stub: str  # the exact text of the `stub:` block
     inputs: list[str]  # the declared input statements
     outputs: list[str]  # the declared output statements
     directives: list[str]
 
 
 class Pipeline:
-    """A pipeline's processes and workflow as Nextflow's parser sees them (needs a JVM, started once)."""
+    """A pipeline's processes and workflows as Nextflow's parser sees them (needs a JVM, started once)."""
 
-    def __init__(self, main_nf: Path):
+    def __init__(self, scripts: list[Path]):
         import jpype
         import jpype.imports
 
@@ -151,45 +152,66 @@ class Pipeline:
         from nextflow.lsp.services.script import ScriptAstCache
         from nextflow.lsp.spec import PluginSpecCache
 
-        self.path = main_nf.resolve()
-        cache = ScriptAstCache(self.path.parent.as_uri())
+        paths = [path.resolve() for path in scripts]
+        cache = ScriptAstCache(paths[0].parent.as_uri())
         cache.initialize(LanguageServerConfiguration.defaults(), PluginSpecCache(""))
-        uri = java.net.URI(self.path.as_uri())
         uris = java.util.HashSet()
-        uris.add(uri)
+        for path in paths:
+            uris.add(java.net.URI(path.as_uri()))
         cache.update(uris, FileCache())
-        if cache.hasErrors(uri):
-            raise AssertionError(f"{main_nf} has syntax errors: {cache.getErrors(uri)}")
 
         def statements(block) -> list[str]:
             return [str(cache.getSourceText(s)).strip() for s in block.getStatements()]
 
-        self.processes = {
-            str(p.getName()): Process(
-                name=str(p.getName()),
-                script=str(cache.getSourceText(p.exec_)),
-                inputs=statements(p.inputs),
-                outputs=statements(p.outputs),
-                directives=statements(p.directives),
-            )
-            for p in cache.getProcessNodes(uri)
-        }
-        workflows = list(cache.getWorkflowNodes(uri))
-        self.workflow = "\n".join(str(cache.getSourceText(w)) for w in workflows)
+        self.processes: dict[str, Process] = {}
+        self.process_files: dict[str, Path] = {}
+        workflows = []
+        for path in paths:
+            uri = java.net.URI(path.as_uri())
+            if cache.hasErrors(uri):
+                raise AssertionError(f"{path} has syntax errors: {cache.getErrors(uri)}")
+            for p in cache.getProcessNodes(uri):
+                self.processes[str(p.getName())] = Process(
+                    name=str(p.getName()),
+                    script=str(cache.getSourceText(p.exec_)),
+                    stub=str(cache.getSourceText(p.stub)) if p.stub is not None else "",
+                    inputs=statements(p.inputs),
+                    outputs=statements(p.outputs),
+                    directives=statements(p.directives),
+                )
+                self.process_files[str(p.getName())] = path
+            workflows += [str(cache.getSourceText(w)) for w in cache.getWorkflowNodes(uri)]
+        self.workflow = "\n".join(workflows)
         self._groovy = jpype.JClass("groovy.lang.GroovyShell")
         self._binding = jpype.JClass("groovy.lang.Binding")
 
-    def command(self, process: str, variables: dict) -> str:
-        """The shell command of ``process`` with ``variables`` bound, as Nextflow renders it.
+    def evaluate(self, preamble: dict, text: str):
+        """Groovy's value of ``text`` with the names of ``preamble`` bound to Python values."""
+        shell = self._groovy(self._binding())
+        lines = "\n".join(f"def {name} = {_groovy_literal(value)}" for name, value in preamble.items())
+        return shell.evaluate(lines + "\n" + text)
+
+    def command(self, process: str, variables: dict, *, stub: bool = False) -> str:
+        """The shell command of ``process`` (or its stub) with ``variables`` bound, as Nextflow renders it.
 
         ``variables`` maps names to Python values; a value given as ``StagedFile(name)``
         behaves as a Nextflow path (``toString()``, ``name``, ``baseName``).
         """
-        binding = self._binding()
-        shell = self._groovy(binding)
-        preamble = "\n".join(f"def {name} = {_groovy_literal(value)}" for name, value in variables.items())
-        text = shell.evaluate(preamble + "\n" + self.processes[process].script)
-        return _strip_indent(str(text))
+        block = self.processes[process].stub if stub else self.processes[process].script
+        return _strip_indent(str(self.evaluate(variables, block)))
+
+
+def ext_args(config: Path, process: str, params: dict, pipeline: Pipeline) -> str | None:
+    """A process's ``ext.args`` from a modules.config, its closure evaluated by Groovy with ``params``."""
+    text = config.read_text()
+    start = text.index(f"withName: '{process}'")
+    block = text[start : text.index("\n    }", start)]
+    if "ext.args = {" not in block:
+        return None
+    closure = block[
+        block.index("ext.args = ") + len("ext.args = ") : block.index(".join(' ') }") + len(".join(' ') }")
+    ]
+    return str(pipeline.evaluate({"params": params}, f"({closure})()"))
 
 
 @dataclass(frozen=True)
@@ -231,7 +253,7 @@ def config_params(config: Path) -> dict:
     import jpype
 
     text = config.read_text()
-    start = text.index("\nparams {")
+    start = text.index("params {")
     depth, end = 0, start
     for end in range(text.index("{", start), len(text)):
         depth += {"{": 1, "}": -1}.get(text[end], 0)

@@ -6,16 +6,17 @@ import gzip
 
 import anndata
 import h5py
-import loompy
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
-from conftest import PBMC_SMALL, dense
 
+from deepimpute_tool.dataset import check_counts, make_unique
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.io import check_counts, make_unique, read_dataset, read_loom, write_loom
+from deepimpute_tool.formats import read_counts
+from deepimpute_tool.loom import read_loom, write_dataset
+from tests.helpers import PBMC_SMALL, dense
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,8 @@ def small():
 
 
 def test_loom_is_read_cells_by_genes_with_names(small):
+    import loompy
+
     with loompy.connect(str(PBMC_SMALL), "r") as ds:
         truth = ds[:, :]
         assert small.counts.shape == (ds.shape[1], ds.shape[0])
@@ -70,13 +73,15 @@ def test_h5ad_10x_and_tables_give_the_same_counts(small, tmp_path):
         (tmp_path / "genes_by_cells.csv", {}),
         (tmp_path / "cells_by_genes.tsv", {"orientation": "cells-by-genes"}),
     ]:
-        dataset = read_dataset(path, **options)
+        dataset = read_counts(path, **options)
         np.testing.assert_array_equal(dense(dataset.counts), counts, err_msg=str(path))
         np.testing.assert_array_equal(dataset.genes, small.genes, err_msg=str(path))
         np.testing.assert_array_equal(dataset.cells, small.cells, err_msg=str(path))
 
 
 def test_scanpy_style_names_are_accepted(small, tmp_path):
+    import loompy
+
     path = tmp_path / "scanpy.loom"
     loompy.create(str(path), dense(small.counts).T, {"var_names": small.genes}, {"obs_names": small.cells})
     dataset = read_loom(path)
@@ -104,7 +109,7 @@ def test_make_unique_suffixes_repeats_only():
 def test_write_loom_round_trips_attributes_layers_and_provenance(small, tmp_path):
     small.layers["spliced"] = small.counts * 2
     path = tmp_path / "out.loom"
-    write_loom(path, small, file_attrs={"deepimpute_test": "{}"})
+    write_dataset(path, small, file_attrs={"deepimpute_test": "{}"})
     again = read_loom(path)
     np.testing.assert_array_equal(dense(again.counts), dense(small.counts))
     np.testing.assert_array_equal(dense(again.layers["spliced"]), dense(small.counts) * 2)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import dense
 
 from deepimpute_tool.masking import mask_counts
-from deepimpute_tool.scoring import accuracy_metrics, clustering_metrics, draw_plots, masked_entries
+from deepimpute_tool.plots import draw_plots
+from deepimpute_tool.scoring import accuracy_metrics, clustering_metrics, masked_entries
+from tests.helpers import dense
 
 
 def test_masked_entries_are_positive_in_truth_and_zero_in_input():
@@ -47,5 +48,5 @@ def test_plots_are_png(pbmc68k, tmp_path):
     observed = dense(mask_counts(pbmc68k.counts, seed=0).masked)
     entries = masked_entries(original, observed, original * 0.9)
     metrics = {"input": "x", **accuracy_metrics(entries, gene_names=pbmc68k.genes, cell_names=pbmc68k.cells)}
-    for path in draw_plots(metrics, entries, tmp_path / "plots"):
+    for path in draw_plots(metrics, entries, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
-
 from deepimpute_tool import __version__
+from tests.helpers import REPO
 
 
 def test_pipeline_and_image_carry_the_package_version():

@@ -1,0 +1,387 @@
+"""The Nextflow pipeline, checked with Nextflow's own language server and parser.
+
+Nextflow itself cannot run here (no registry serves it), so: the language server must report
+no error or warning on any script or config; each module's `script:` block, taken by the
+parser and rendered by Groovy with inputs filled in and `task.ext.args` evaluated from
+conf/modules.config as Nextflow does, runs with bash in the order the workflow wires the
+processes, on real data; and what the parser misses (emit names, call arities, profiles, the
+schemas' rules, the nf-test files) is checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepimpute_tool import __version__
+from tests.helpers import MOUSE1M, REPO, assert_same_imputation, read_matrix, require
+from tests.integration.nextflow.nextflow_support import (
+    Pipeline,
+    StagedFile,
+    config_params,
+    diagnostics,
+    ext_args,
+)
+
+MAIN_NF, CONFIG = REPO / "main.nf", REPO / "nextflow.config"
+PARAMS, MODULES_CONFIG, SCHEMA = (
+    REPO / "conf" / "params.config",
+    REPO / "conf" / "modules.config",
+    REPO / "nextflow_schema.json",
+)
+SAMPLESHEET_SCHEMA = REPO / "assets" / "schema_input.json"
+MODULES = sorted((REPO / "modules" / "local" / "deepimpute").glob("*/main.nf"))
+SCRIPTS = [MAIN_NF, REPO / "workflows" / "deepimpute.nf", *MODULES]
+CONFIGS = [CONFIG, *sorted((REPO / "conf").glob("*.config"))]
+PROFILES = ("test", "docker", "singularity", "gpu", "slurm", "awsbatch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def language_server_available(request):
+    require(request.config, shutil.which("java") is not None, "Nextflow's language server needs java")
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(SCRIPTS)
+
+
+def test_language_server_reports_no_error_or_warning():
+    found = diagnostics([*SCRIPTS, *CONFIGS], root=REPO)
+    assert set(found) == set(SCRIPTS) | set(CONFIGS)
+    problems = [
+        f"{path.relative_to(REPO)}:{d['range']['start']['line'] + 1}: {d['message']}"
+        for path, items in found.items()
+        for d in items
+        if d.get("severity") in (1, 2)
+    ]
+    assert problems == []
+
+
+def _emits(process) -> set[str]:
+    return {m for line in process.outputs for m in re.findall(r"emit:\s*(\w+)", line)}
+
+
+def _top_level_arguments(text: str) -> int:
+    depth, count = 0, 1 if text.strip() else 0
+    for char in text:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        count += char == "," and depth == 0
+    return count
+
+
+def test_every_emit_used_exists(pipeline):
+    used = re.findall(r"\b([A-Z_]+)\.out\.(\w+)", pipeline.workflow)
+    assert used
+    for name, emit in used:
+        if name in pipeline.processes:
+            assert emit in _emits(pipeline.processes[name]), f"{name}.out.{emit}"
+        else:  # the DEEPIMPUTE workflow's own emits
+            assert re.search(rf"^\s*{emit}\s*=", pipeline.workflow, flags=re.MULTILINE), f"{name}.out.{emit}"
+
+
+def test_every_process_is_called_with_as_many_inputs_as_it_declares(pipeline):
+    for name, process in pipeline.processes.items():
+        calls = re.findall(rf"(?<![.\w]){name}\((.*)\)\s*$", pipeline.workflow, flags=re.MULTILINE)
+        assert calls, f"{name} is never called"
+        for arguments in calls:
+            assert _top_level_arguments(arguments) == len(process.inputs), f"{name}({arguments})"
+
+
+def test_modules_follow_nf_core_conventions(pipeline):
+    assert {path.parent.name for path in MODULES} == {
+        "filter",
+        "mask",
+        "train",
+        "split",
+        "impute",
+        "merge",
+        "score",
+    }
+    for name, process in pipeline.processes.items():
+        directives = " ".join(process.directives)
+        module = pipeline.process_files[name].parent
+        assert name == f"DEEPIMPUTE_{module.name.upper()}"
+        assert "tag " in directives and "label 'process_" in directives, name
+        assert process.inputs[0].startswith("tuple val(meta)"), name
+        assert "versions" in _emits(process), name
+        assert "publishDir" not in directives and "container" not in directives, (
+            f"{name}: that belongs in config"
+        )
+        assert "task.ext.args" in process.script and "task.ext.prefix" in process.stub, name
+        assert re.search(r"\bdeepimpute-\w+", process.script), f"{name} calls no bin/ executable"
+        assert "params." not in process.script + process.stub, (
+            f"{name} reads params: give them through ext.args"
+        )
+        text = pipeline.process_files[name].read_text()
+        assert "when:\n    task.ext.when == null || task.ext.when" in text and process.stub
+        meta = (module / "meta.yml").read_text()
+        assert f"name: deepimpute_{module.name}" in meta and "10.1186/s13059-019-1837-6" in meta
+        for emit in _emits(process):
+            assert re.search(rf"^  - {emit}:", meta, flags=re.MULTILINE), (
+                f"{module.name}/meta.yml lacks {emit}"
+            )
+
+
+def test_every_param_is_in_the_schema_with_its_default_and_the_reverse():
+    params = config_params(PARAMS)
+    schema = json.loads(SCHEMA.read_text())
+    described = {k: v for group in schema["$defs"].values() for k, v in group["properties"].items()}
+    assert set(params) == set(described)
+    for name, value in params.items():
+        if value is not None:
+            assert described[name].get("default") == value, name
+    used = set(re.findall(r"(?<![/\w])params\.(\w+)", "".join(p.read_text() for p in [*SCRIPTS, *CONFIGS])))
+    assert used <= set(params), used - set(params)
+    assert "includeConfig 'conf/params.config'" in CONFIG.read_text()
+
+
+def test_param_defaults_equal_the_command_line_defaults():
+    from deepimpute_tool.training import TrainingParameters
+
+    params = config_params(PARAMS)
+    for name, default in TrainingParameters().__dict__.items():
+        if name in params:
+            assert params[name] == default, name
+    assert "cores" not in params  # each task's cpus
+
+
+def _profile(text: str, name: str) -> str:
+    start = re.search(rf"^\s*{name}\s*\{{", text, flags=re.MULTILINE)
+    assert start, f"profile {name} missing"
+    depth = 0
+    for end in range(start.end() - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            return text[start.end() : end]
+    raise AssertionError(name)
+
+
+def test_profiles_exist_and_set_what_they_claim():
+    text = CONFIG.read_text()
+    profiles = {name: _profile(text[text.index("profiles {") :], name) for name in PROFILES}
+    assert "docker.enabled = true" in profiles["docker"] and "-u $(id -u):$(id -g)" in profiles["docker"]
+    assert "singularity.enabled = true" in profiles["singularity"]
+    assert "--gpus all" in profiles["gpu"] and "--nv" in profiles["gpu"]
+    gpu_label = re.search(r"withLabel:\s*process_gpu\s*\{([^}]*)\}", profiles["gpu"]).group(1)
+    assert "accelerator = 1" in gpu_label and f"container = 'deepimpute-tool:{__version__}-gpu'" in gpu_label
+    assert "params.device = 'gpu'" in profiles["gpu"]
+    assert "executor = 'slurm'" in profiles["slurm"]
+    assert "executor = 'awsbatch'" in profiles["awsbatch"]
+    assert "includeConfig 'conf/test.config'" in profiles["test"]
+    test_input = re.search(
+        r'input = "\$\{projectDir\}/(.+)"', (REPO / "conf" / "test.config").read_text()
+    ).group(1)
+    assert (REPO / test_input).is_file()
+    assert re.search(
+        rf"^    container = 'deepimpute-tool:{re.escape(__version__)}'$", text, flags=re.MULTILINE
+    )
+    # every label a module uses has resources in base.config, as nf-core's template sets them
+    base = (REPO / "conf" / "base.config").read_text()
+    for label in {m for path in MODULES for m in re.findall(r"label '(process_\w+)'", path.read_text())} - {
+        "process_gpu"
+    }:
+        assert f"withLabel: {label} {{" in base, label
+    assert re.search(r"withLabel: process_medium \{\s*cpus = \{ 6 \* task.attempt \}", base)
+
+
+def test_reports_never_block_a_second_run():
+    text = CONFIG.read_text()
+    for kind in ("timeline", "report", "trace"):
+        block = _profile(text, kind)
+        assert "enabled = true" in block and "new Date().format(" in block, kind
+
+
+# ------------------------------------------------------------ schemas' rules
+
+HOSTILE_NAMES = ["s1'; touch PWNED; echo '", "a b", "$(id)", "../up", "-rf", "", ".hidden", "x\ny"]
+GOOD_NAMES = ["s1", "PBMC_3k", "donor-2.rep1"]
+
+
+def test_samplesheet_schema_refuses_names_that_could_reach_a_shell():
+    import jsonschema
+
+    schema = json.loads(SAMPLESHEET_SCHEMA.read_text())
+    path = str(MOUSE1M)
+    for name in GOOD_NAMES:
+        jsonschema.validate([{"sample": name, "path": path}], schema)
+    for name in HOSTILE_NAMES:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate([{"sample": name, "path": path}], schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"sample": "s1"}], schema)  # a missing column
+
+
+def test_main_refuses_hostile_sample_names_itself(pipeline):
+    """For globs (no samplesheet) and as a second guard: main.nf's own pattern, evaluated by Groovy."""
+    pattern = re.search(r"meta\.id ==~ (/[^/]+/)", MAIN_NF.read_text()).group(1)
+    for name, expected in [*((n, True) for n in GOOD_NAMES), *((n, False) for n in HOSTILE_NAMES)]:
+        assert bool(pipeline.evaluate({"name": name}, f"name ==~ {pattern}")) is expected, name
+
+
+def test_default_params_are_valid_and_wrong_ones_are_not():
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    params = {k: v for k, v in config_params(PARAMS).items() if v is not None}
+    jsonschema.validate({**params, "input": "samples.csv"}, schema)
+    for wrong in ({"max_epochs": 0}, {"subset_split": "halves"}, {"dropout": 1.0}, {"labels": "Cell'Type"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**params, "input": "samples.csv", **wrong}, schema)
+
+
+# -------------------------------------------------------------- nf-test files
+
+
+def test_every_module_has_an_nf_test_that_the_parser_reads(pipeline):
+    import jpype
+
+    for module in MODULES:
+        name = f"DEEPIMPUTE_{module.parent.name.upper()}"
+        test = module.parent / "tests" / "main.nf.test"
+        text = test.read_text()
+        jpype.JClass("groovy.lang.GroovyShell")().parse(text)  # a syntax error raises
+        assert f'process "{name}"' in text and 'script "../main.nf"' in text
+        inputs = {int(n) for n in re.findall(r"input\[(\d+)\]", text)}
+        assert inputs == set(range(len(pipeline.processes[name].inputs))), test
+        for emit in re.findall(r"process\.out\.(\w+)", text):
+            assert emit in _emits(pipeline.processes[name]), f"{test}: {emit}"
+        assert 'options "-stub"' in text, f"{test} has no stub test"
+
+
+# ------------------------------------------- the workflow's scripts, run in order
+
+
+class TaskRunner:
+    """Runs a process's rendered script in its own work directory, with staged inputs."""
+
+    def __init__(self, pipeline: Pipeline, params: dict, root: Path):
+        self.pipeline, self.params, self.root = pipeline, params, root
+        self.count = 0
+        python_bin = str(Path(sys.executable).parent)
+        self.env = {
+            **os.environ,
+            "PATH": f"{REPO / 'bin'}:{python_bin}:{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO),
+        }
+
+    def run(self, process: str, meta: dict, inputs: dict, stage_as: str = "", stub: bool = False) -> Path:
+        self.count += 1
+        work = self.root / f"{self.count:02d}_{process}"
+        (work / stage_as).mkdir(parents=True)
+        ext = {"args": ext_args(MODULES_CONFIG, process, self.params, self.pipeline)}
+        variables = {"meta": meta, "task": {"process": process, "cpus": 2, "attempt": 1, "ext": ext}}
+        for name, value in inputs.items():
+            staged = []
+            for path in value if isinstance(value, list) else [value]:
+                (work / stage_as / path.name).symlink_to(path.resolve())
+                staged.append(StagedFile(str(Path(stage_as) / path.name) if stage_as else path.name))
+            variables[name] = staged if isinstance(value, list) else staged[0]
+        command = self.pipeline.command(process, variables, stub=stub)
+        result = subprocess.run(
+            ["bash", "-ue", "-c", command], cwd=work, env=self.env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{process} failed:\n{command}\n{result.stderr[-3000:]}"
+        versions = (work / "versions.yml").read_text()
+        assert f'"{process}":' in versions and f"deepimpute: {__version__}" in versions, versions
+        return work
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(pipeline, tmp_path_factory):
+    """FILTER, MASK, TRAIN, SPLIT, IMPUTE per chunk, MERGE, SCORE on mouse1m_10k in 4 chunks."""
+    params = config_params(PARAMS)
+    params.update(min_genes=0, min_cells=1, max_epochs=2, chunk_size=2500, evaluate=True, labels=None)
+    runner = TaskRunner(pipeline, params, tmp_path_factory.mktemp("nextflow"))
+    meta = {"id": "mouse1m"}
+    work = runner.run("DEEPIMPUTE_FILTER", meta, {"counts": MOUSE1M})
+    work = runner.run("DEEPIMPUTE_MASK", meta, {"loom": work / "mouse1m.filtered.loom"})
+    masked = work / "mouse1m.masked.loom"
+    model = runner.run("DEEPIMPUTE_TRAIN", meta, {"loom": masked}) / "mouse1m.model"
+    chunks = sorted((runner.run("DEEPIMPUTE_SPLIT", meta, {"loom": masked}) / "chunks").glob("*.loom"))
+    imputed = []
+    for chunk in reversed(chunks):  # Nextflow gives no order guarantee
+        work = runner.run("DEEPIMPUTE_IMPUTE", meta, {"chunk": chunk, "model": model})
+        imputed.append(work / f"{chunk.name.removesuffix('.loom')}.imputed.loom")
+    merged = (
+        runner.run("DEEPIMPUTE_MERGE", meta, {"chunks": imputed}, stage_as="chunks") / "mouse1m.imputed.loom"
+    )
+    scored = runner.run("DEEPIMPUTE_SCORE", meta, {"loom": merged})
+    return {
+        "masked": masked,
+        "model": model,
+        "chunks": chunks,
+        "merged": merged,
+        "scored": scored,
+        "runner": runner,
+    }
+
+
+def test_train_receives_the_params_through_ext_args(pipeline_run):
+    model = json.loads((pipeline_run["model"] / "model.json").read_text())
+    assert model["parameters"]["max_epochs"] == 2 and model["parameters"]["cores"] == 2
+    assert model["parameters"]["learning_rate"] == config_params(PARAMS)["learning_rate"]
+
+
+def test_split_makes_four_chunks(pipeline_run):
+    assert len(pipeline_run["chunks"]) == 4
+
+
+def test_merged_output_equals_single_process_impute(pipeline_run):
+    import loompy
+
+    single = pipeline_run["runner"].root / "single.loom"
+    command = [
+        sys.executable,
+        str(REPO / "bin" / "deepimpute-impute"),
+        pipeline_run["masked"],
+        pipeline_run["model"],
+    ]
+    subprocess.run([*map(str, command), str(single), "--quiet"], check=True)
+    with loompy.connect(str(single), "r") as a, loompy.connect(str(pipeline_run["merged"]), "r") as b:
+        assert a.shape == b.shape == (a.shape[0], 10000)
+        np.testing.assert_array_equal(a.ca.CellID, b.ca.CellID)
+        np.testing.assert_array_equal(a.ra.Gene, b.ra.Gene)
+        assert set(a.layers.keys()) == set(b.layers.keys()) == {"", "raw", "original"}
+    for layer in ("raw", "original"):
+        np.testing.assert_array_equal(read_matrix(single, layer), read_matrix(pipeline_run["merged"], layer))
+    assert_same_imputation(
+        read_matrix(pipeline_run["merged"]), read_matrix(single), read_matrix(single, "raw")
+    )
+
+
+def test_score_writes_scores_and_plots(pipeline_run):
+    scores = json.loads((pipeline_run["scored"] / "mouse1m.scores.json").read_text())
+    assert scores["cells"] == 10000 and 0 < scores["pearson"] <= 1
+    assert sorted(p.name for p in (pipeline_run["scored"] / "mouse1m.plots").iterdir()) == [
+        "imputed_vs_true.png",
+        "mse_distributions.png",
+    ]
+
+
+def test_every_stub_makes_what_its_process_declares(pipeline, pipeline_run):
+    runner, meta = pipeline_run["runner"], {"id": "stubbed"}
+    inputs = {
+        "DEEPIMPUTE_FILTER": {"counts": MOUSE1M},
+        "DEEPIMPUTE_MASK": {"loom": MOUSE1M},
+        "DEEPIMPUTE_TRAIN": {"loom": MOUSE1M},
+        "DEEPIMPUTE_SPLIT": {"loom": MOUSE1M},
+        "DEEPIMPUTE_IMPUTE": {"chunk": pipeline_run["chunks"][0], "model": pipeline_run["model"]},
+        "DEEPIMPUTE_MERGE": {"chunks": pipeline_run["chunks"]},
+        "DEEPIMPUTE_SCORE": {"loom": MOUSE1M},
+    }
+    assert set(inputs) == set(pipeline.processes)
+    for name, staged in inputs.items():
+        stage_as = "chunks" if name == "DEEPIMPUTE_MERGE" else ""
+        work = runner.run(name, meta, staged, stage_as=stage_as, stub=True)
+        for output in pipeline.processes[name].outputs:
+            for pattern in re.findall(r'path\("([^"]+)"\)', output):
+                assert list(work.glob(pattern)), f"{name} stub makes nothing matching {pattern}"
