@@ -1,0 +1,40 @@
+process DEEPIMPUTE_MASK {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(loom)
+
+    output:
+    tuple val(meta), path("*.masked.loom"), emit: loom
+    path "versions.yml"                   , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    deepimpute-mask \\
+        '${loom}' \\
+        '${prefix}.masked.loom' \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
+    END_VERSIONS
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch '${prefix}.masked.loom'
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
+    END_VERSIONS
+    """
+}
