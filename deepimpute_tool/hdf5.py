@@ -169,7 +169,10 @@ def read_strings(
         require_memory(n * item.dtype.itemsize * 2, path=path, what=f"reading '{item.name}'")
     parts = []
     for start in range(rows.start, rows.stop, STRING_BLOCK):
-        raw = np.asarray(item[start : min(start + STRING_BLOCK, rows.stop)])
+        try:
+            raw = np.asarray(item[start : min(start + STRING_BLOCK, rows.stop)])
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InputError(path, f"'{item.name}' cannot be read (truncated or damaged?): {error}") from None
         try:
             block = _decode(raw.ravel(), encoding=encoding, escaped=escaped)
         except UnicodeDecodeError as error:

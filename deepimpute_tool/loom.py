@@ -136,11 +136,12 @@ class LoomReader:
             if "matrix" not in handle:
                 raise InputError(path, "is HDF5 but not a Loom file: it has no /matrix")
             try:
-                yield cls(handle, path)
+                reader = cls(handle, path)
             except DeepImputeError:
                 raise
             except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
                 raise InputError(path, f"cannot be read as Loom (truncated or damaged?): {error}") from None
+            yield reader
 
     @property
     def layer_names(self) -> list[str]:
@@ -150,9 +151,18 @@ class LoomReader:
     def layer_dtype(self, name: str) -> np.dtype:
         return self._layers[name].dtype
 
+    def read(self, item: h5py.Dataset, index) -> np.ndarray:
+        """``item[index]``; a chunk that cannot be read or decompressed is an :class:`InputError`."""
+        try:
+            return np.asarray(item[index])
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InputError(
+                self.path, f"'{item.name}' cannot be read (truncated or damaged?): {error}"
+            ) from None
+
     def _attr_values(self, item: h5py.Dataset, rows: slice | None = None) -> np.ndarray:
         if _is_number(item):
-            return np.asarray(item[rows or slice(None)])
+            return self.read(item, rows or slice(None))
         return read_strings(item, path=self.path, names=False, rows=rows)
 
     def gene_attrs(self) -> dict[str, np.ndarray]:
@@ -220,7 +230,7 @@ class LoomReader:
             cells = slice(start, min(start + step, last))
             matrices = {}
             for name in layers:
-                values = np.asarray(self._layers[name][:, cells]).T
+                values = self.read(self._layers[name], (slice(None), cells)).T
                 if name in counts:
                     what = "matrix" if name == MAIN else f"layer '{name}'"
                     check_counts(values, path=self.path, what=what)
@@ -331,17 +341,23 @@ class LoomWriter:
     @classmethod
     @contextlib.contextmanager
     def create(cls, path: str | os.PathLike, **layout) -> Iterator[LoomWriter]:
-        """Create ``path`` (a temporary path from :mod:`deepimpute_tool.outputs`) for ``layout``."""
-        with h5py.File(path, "w", libver=("earliest", "v110")) as handle:
-            writer = cls(handle, **layout)
-            yield writer
-            attrs = handle["attrs"]
-            for key, value in {
-                "LOOM_SPEC_VERSION": "3.0.0",
-                "CreationDate": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ"),
-            }.items():
-                if key not in attrs:
-                    attrs.create_dataset(key, data=encode_strings(np.array([value]))[0])
+        """Create ``path`` (a temporary path from :mod:`deepimpute_tool.outputs`) for ``layout``.
+
+        HDF5's failures to write (a full disk, a file-size limit) come out as ``OSError``.
+        """
+        try:
+            with h5py.File(path, "w", libver=("earliest", "v110")) as handle:
+                writer = cls(handle, **layout)
+                yield writer
+                attrs = handle["attrs"]
+                for key, value in {
+                    "LOOM_SPEC_VERSION": "3.0.0",
+                    "CreationDate": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ"),
+                }.items():
+                    if key not in attrs:
+                        attrs.create_dataset(key, data=encode_strings(np.array([value]))[0])
+        except RuntimeError as error:  # h5py reports a failed flush or close this way
+            raise OSError(str(error)) from None
 
     def append(self, block: CellBlock) -> None:
         """Add a block's cells: a matrix for every layer, and its cell attributes (IDs as ``CellID``)."""

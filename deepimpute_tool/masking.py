@@ -15,6 +15,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
+from deepimpute_tool.errors import InputError
 from deepimpute_tool.options import option, validate
 
 
@@ -67,13 +68,16 @@ def fit_dropout_model(counts: sp.csc_matrix) -> DropoutModel:
     def logistic(x, midpoint, shape):
         return 1.0 / (1.0 + np.exp(-shape * (x - midpoint)))
 
-    (midpoint, shape), _ = scipy.optimize.curve_fit(
-        logistic,
-        log_positive_mean,
-        zero_fraction,
-        p0=(float(np.median(log_positive_mean)), -1.0),
-        maxfev=10000,
-    )
+    try:
+        (midpoint, shape), _ = scipy.optimize.curve_fit(
+            logistic,
+            log_positive_mean,
+            zero_fraction,
+            p0=(float(np.median(log_positive_mean)), -1.0),
+            maxfev=10000,
+        )
+    except (ValueError, RuntimeError, TypeError) as error:  # too few, or too alike, expressed genes
+        raise InputError(None, f"the dropout curve cannot be fitted to these counts: {error}") from None
     return DropoutModel(midpoint=float(midpoint), shape=float(shape))
 
 
@@ -94,8 +98,13 @@ def mask_counts(counts: sp.csr_matrix, *, cells_per_gene: int = 10, seed: int = 
     """
     if cells_per_gene < 1:
         raise ValueError("cells_per_gene must be at least 1")
-    columns = sp.csc_matrix(counts, dtype=np.float32, copy=True)
+    columns = sp.csc_matrix(counts, copy=True)
     columns.eliminate_zeros()
+    if not (np.diff(columns.indptr) >= 2 * cells_per_gene).any():
+        raise InputError(
+            None,
+            f"no gene has {2 * cells_per_gene} positive counts to mask {cells_per_gene} of (--cells-per-gene)",
+        )
     model = fit_dropout_model(columns)
     rng = np.random.default_rng(seed)
     n_genes_masked = 0

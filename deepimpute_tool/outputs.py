@@ -87,7 +87,6 @@ def check_outputs(outputs: list[Output], *, inputs: list[str | os.PathLike]) -> 
     real_inputs = [(Path(p), _real(Path(p))) for p in inputs if os.path.lexists(p)]
     seen: list[tuple[Path, Path]] = []
     for output in outputs:
-        _check_location(output)
         target = _real(output.path)
         for given, real in real_inputs:
             clash = target == real or _inside(target, real)
@@ -100,6 +99,7 @@ def check_outputs(outputs: list[Output], *, inputs: list[str | os.PathLike]) -> 
                 raise OutputError(
                     output.path, f"is, or is inside, the input {given}; give another output path"
                 )
+        _check_location(output)
         for other, other_real in seen:
             if target == other_real or _inside(target, other_real) or _inside(other_real, target):
                 raise OutputError(output.path, f"clashes with the other output {other}")
@@ -107,8 +107,17 @@ def check_outputs(outputs: list[Output], *, inputs: list[str | os.PathLike]) -> 
 
 
 def _write_error(path: Path, error: OSError) -> OutputError:
-    reason = os.strerror(error.errno) if error.errno else str(error)
+    code = error.errno or _quoted_errno(str(error))
+    reason = os.strerror(code) if code else str(error)
     return OutputError(path, f"cannot be written: {reason}")
+
+
+def _quoted_errno(message: str) -> int | None:
+    """The errno that HDF5 quotes in its messages about failed writes (``errno = 27``)."""
+    import re
+
+    found = re.search(r"errno = (\d+)", message)
+    return int(found.group(1)) if found else None
 
 
 def _cleanup(temporary: Path) -> None:

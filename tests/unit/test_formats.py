@@ -116,3 +116,19 @@ def test_write_loom_round_trips_attributes_layers_and_provenance(small, tmp_path
     np.testing.assert_array_equal(again.cell_attrs["CellType"], small.cell_attrs["CellType"])
     assert again.file_attrs["deepimpute_test"] == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["out.loom"]
+
+
+def test_a_folder_is_swapped_for_its_replacement_and_the_old_one_removed(tmp_path):
+    from deepimpute_tool.outputs import atomic_directory
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "model.json").write_text("old")
+    with atomic_directory(target) as temporary:
+        (temporary / "model.json").write_text("new")
+    assert (target / "model.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    with pytest.raises(RuntimeError), atomic_directory(target) as temporary:
+        (temporary / "model.json").write_text("half")
+        raise RuntimeError("training failed")
+    assert (target / "model.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -80,3 +80,14 @@ def test_missing_model_genes_are_named(pbmc68k_model, pbmc68k_model_dir, tmp_pat
         impute_loom(source, pbmc68k_model_dir, tmp_path / "out.loom")
     assert pbmc68k_model.target_genes[0] in str(caught.value)
     assert not (tmp_path / "out.loom").exists()
+
+
+def test_a_prediction_that_overflows_is_an_error_not_infinity(pbmc68k, pbmc68k_model):
+    import dataclasses
+
+    net = pbmc68k_model.subnetworks[0]
+    exploding = dataclasses.replace(net, b2=net.b2 + 200.0)  # log predictions past float32's range
+    model = dataclasses.replace(pbmc68k_model, subnetworks=[exploding, *pbmc68k_model.subnetworks[1:]])
+    with pytest.raises(InputError, match="imputation overflows") as caught:
+        impute_counts(dense(pbmc68k.counts)[:20], pbmc68k.genes, model)
+    assert caught.value.what is None  # the step names the file

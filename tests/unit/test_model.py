@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deepimpute_tool.errors import ModelError
-from deepimpute_tool.model import load_model
+from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.training import TrainingParameters, train
 from tests.helpers import PBMC68K, QUICK, REPO, dense
 
@@ -32,7 +32,7 @@ def test_another_process_imputes_identical_numbers(pbmc68k, pbmc68k_model, pbmc6
     script = (
         "import sys, numpy as np\n"
         "from deepimpute_tool.loom import read_loom\n"
-        "from deepimpute_tool.model import load_model\n"
+        "from deepimpute_tool.model_loading import load_model\n"
         "d = read_loom(sys.argv[1])\n"
         "np.save(sys.argv[3], load_model(sys.argv[2]).predict_counts(d.counts.toarray(), d.genes))\n"
     )
@@ -154,8 +154,8 @@ def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_p
 
 
 def test_a_format_1_model_still_imputes(pbmc_small):
-    """The Galaxy test model was written in format 1 (one sub-network per gene)."""
-    archive = REPO / "galaxy" / "test-data" / "pbmc_small.model.zip"
+    """A model of version 0.1.0 before --ensemble, written in format 1 (one sub-network per gene)."""
+    archive = REPO / "tests" / "data" / "pbmc_small.model.format1.zip"
     with zipfile.ZipFile(archive) as opened:
         assert json.loads(opened.read("model.json"))["format_version"] == 1
     model = load_model(archive)
