@@ -7,6 +7,7 @@ a step raises, and every bad option, is one line on standard error and exit code
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import ScoreParameters
 from deepimpute_tool.training import TrainingParameters
 
+OUTPUT_FORMATS = ("loom", "h5ad")
+
 
 @dataclass(frozen=True)
 class RunParameters:
@@ -34,6 +37,23 @@ class RunParameters:
         False,
         label="Measure accuracy",
         help="Also measure accuracy: mask before training, score after imputing.",
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class OutputParameters:
+    """The format of the imputed output where a step names it (run, the Galaxy tools, the pipeline)."""
+
+    output_format: str = option(
+        "loom",
+        choices=OUTPUT_FORMATS,
+        choice_labels=("Loom (genes as rows)", "AnnData h5ad (for scanpy)"),
+        label="Format of the imputed output",
+        help="loom, or h5ad for scanpy: imputed counts in X, the input's counts in layers['counts'], "
+        "annotations in obs/var, provenance in uns.",
     )
 
     def __post_init__(self) -> None:
@@ -128,7 +148,8 @@ def impute_command(input_path, model, output, quiet, **options):
 
     OUT has IN's genes and cells in the same order, with their attributes. Its main matrix
     holds imputed counts on IN's count scale; IN's counts go to the layer 'raw' and IN's
-    other layers are kept. Genes the model does not impute are copied unchanged.
+    other layers are kept. Genes the model does not impute are copied unchanged. An OUT
+    ending in .h5ad is AnnData: imputed counts in X, IN's counts in layers['counts'].
     """
     from deepimpute_tool.steps import impute_file
 
@@ -194,14 +215,21 @@ def merge_command(output, chunks, quiet):
 @click.argument("input_path", metavar="IN", type=_path())
 @click.argument("outdir", metavar="OUTDIR", type=_path())
 @click_options(
-    RunParameters, FilterParameters, MaskParameters, TrainingParameters, ImputeParameters, ScoreParameters
+    RunParameters,
+    OutputParameters,
+    FilterParameters,
+    MaskParameters,
+    TrainingParameters,
+    ImputeParameters,
+    ScoreParameters,
 )
 @quiet_option
 def run_command(input_path, outdir, quiet, **options):
     """The whole chain in one process: filter, train, impute (with --evaluate: mask and score too).
 
-    OUTDIR receives filtered.loom, model/, imputed.loom and, with --evaluate, masked.loom,
-    scores.json and plots/. Mask and score options apply with --evaluate.
+    OUTDIR receives filtered.loom, model/, imputed.loom (or imputed.h5ad) and, with --evaluate,
+    masked.loom, scores.json and plots/ (the score is of imputed.loom, which is kept). Mask and
+    score options apply with --evaluate.
     """
     from deepimpute_tool.scoring import summary_table
     from deepimpute_tool.steps import run_chain
@@ -214,6 +242,7 @@ def run_command(input_path, outdir, quiet, **options):
         training=from_options(TrainingParameters, options),
         imputing=from_options(ImputeParameters, options),
         scoring=from_options(ScoreParameters, options),
+        output_format=options["output_format"],
         progress=Progress(quiet=quiet),
     )
     if metrics is not None and not quiet:
@@ -221,8 +250,15 @@ def run_command(input_path, outdir, quiet, **options):
 
 
 def _fail(message: str) -> None:
+    """One line on standard error, then exit 2 at once.
+
+    Every output was already removed or never begun; exiting without Python's teardown also
+    keeps HDF5 from crashing on the handles of a file whose write failed (a full disk).
+    """
     click.echo(f"Error: {' '.join(message.split())}", err=True)
-    sys.exit(EXIT_CODE)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_CODE)
 
 
 def main(argv: list[str] | None = None) -> None:
