@@ -29,6 +29,7 @@ from deepimpute_tool.dataset import check_unique, make_unique, require_cells_and
 from deepimpute_tool.errors import DeepImputeError, InputError
 from deepimpute_tool.filtering import FilterParameters, quality_filter
 from deepimpute_tool.formats import read_counts
+from deepimpute_tool.h5ad import H5adWriter
 from deepimpute_tool.imputation import ImputeParameters, ImputeSummary, impute_counts, missing_model_genes
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import (
@@ -42,7 +43,7 @@ from deepimpute_tool.loom import (
     write_dataset,
 )
 from deepimpute_tool.masking import MaskParameters, mask_counts
-from deepimpute_tool.model import is_model_directory, load_model
+from deepimpute_tool.model_loading import is_model_directory, load_model
 from deepimpute_tool.outputs import (
     DIRECTORY,
     FILE,
@@ -76,6 +77,13 @@ def about(path: str | os.PathLike, *, memory_hint: str = "") -> Iterator[None]:
         raise
     except MemoryError:
         raise InputError(path, f"needs more memory than this machine has available{memory_hint}") from None
+
+
+def created(path: str | os.PathLike, temporary: Path, *, n_cells: int, **layout):
+    """The writer of ``path``'s format for a file at ``temporary``: AnnData for .h5ad, else Loom."""
+    if Path(path).name.endswith(".h5ad"):
+        return H5adWriter.create(temporary, n_cells=n_cells, **layout)
+    return LoomWriter.create(temporary, **layout)
 
 
 def model_output(path: str | os.PathLike) -> Output:
@@ -131,12 +139,6 @@ def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) 
         if ORIGINAL_LAYER in dataset.layers:
             raise InputError(in_path, f"already has a layer '{ORIGINAL_LAYER}': was it masked already?")
         result = mask_counts(dataset.counts, cells_per_gene=params.cells_per_gene, seed=params.seed)
-        if result.n_genes_masked == 0:
-            raise InputError(
-                in_path,
-                f"no gene has {2 * params.cells_per_gene} positive counts to mask {params.cells_per_gene} of "
-                "(--cells-per-gene)",
-            )
         model = result.dropout_model
         progress.message(
             f"masked {result.n_entries_masked} entries: {params.cells_per_gene} in each of {result.n_genes_masked} "
@@ -223,7 +225,10 @@ def impute_file(
         }
         parameters = {"model": str(model_path), **asdict(params), "model_parameters": model.parameters}
         progress.start()
-        with atomic_file(out_path) as temporary, LoomWriter.create(temporary, **layout) as writer:
+        with (
+            atomic_file(out_path) as temporary,
+            created(out_path, temporary, n_cells=reader.n_cells, **layout) as writer,
+        ):
             for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
                 counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
                 imputed = impute_counts(counts, reader.genes, model, policy=params.policy)
@@ -354,6 +359,10 @@ def merge_files(chunk_paths: list, out_path, *, progress: Progress) -> None:
             places[path] = chunk_place(path, reader.file_attrs())
     ordered = in_order(places)
     n_cells = 0
+    total_cells = 0
+    for path in ordered:
+        with about(path), LoomReader.open(path) as reader:
+            total_cells += reader.n_cells
     with contextlib.ExitStack() as stack, memory_guard():
         temporary = stack.enter_context(atomic_file(out_path))
         writer = None
@@ -364,7 +373,7 @@ def merge_files(chunk_paths: list, out_path, *, progress: Progress) -> None:
                 if writer is None:
                     first = {"genes": reader.genes, "layer_dtypes": dtypes}
                     layout = {**first, "gene_attrs": reader.gene_attrs()}
-                    writer = stack.enter_context(LoomWriter.create(temporary, **layout))
+                    writer = stack.enter_context(created(out_path, temporary, n_cells=total_cells, **layout))
                     attrs = reader.file_attrs(exclude=(CHUNK_ATTR,))
                 elif list(reader.genes) != list(first["genes"]) or dtypes != first["layer_dtypes"]:
                     raise InputError(path, "has other genes or layers than the first chunk")
@@ -382,6 +391,7 @@ RUN_FILES = {
     "masked": "masked.loom",
     "model": "model",
     "imputed": "imputed.loom",
+    "imputed_h5ad": "imputed.h5ad",
     "scores": "scores.json",
     "plots": "plots",
 }
@@ -389,15 +399,20 @@ RUN_FILES = {
 
 def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskParameters | None,
               training: TrainingParameters, imputing: ImputeParameters, scoring: ScoreParameters,
-              progress: Progress) -> dict | None:  # fmt: skip
+              output_format: str = "loom", progress: Progress) -> dict | None:  # fmt: skip
     """filter, train, impute into ``out_dir``; with ``masking``, mask before training and score after.
 
-    Returns the scores with ``masking``, else None.
+    The imputed counts go to imputed.loom, or imputed.h5ad with ``output_format="h5ad"``; with
+    ``masking``, the score is of imputed.loom, which is then kept beside the h5ad. Returns the
+    scores with ``masking``, else None.
     """
     out_dir = Path(out_dir)
     files = {key: out_dir / name for key, name in RUN_FILES.items()}
     evaluate = masking is not None
-    planned = [files["filtered"], files["imputed"], *([files["masked"], files["scores"]] if evaluate else [])]
+    imputed = [files["imputed_h5ad"]] if output_format == "h5ad" else []
+    if evaluate or output_format == "loom":
+        imputed.insert(0, files["imputed"])
+    planned = [files["filtered"], *imputed, *([files["masked"], files["scores"]] if evaluate else [])]
     check_outputs([Output(out_dir, FOLDER)], inputs=[in_path])
     out_dir.mkdir(exist_ok=True)  # nothing was in a folder that did not exist: every output below is new
     inner = [*(Output(path) for path in planned), model_output(files["model"])]
@@ -408,11 +423,33 @@ def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskPar
         training_input = files["masked"]
         mask_file(files["filtered"], training_input, params=masking, progress=progress)
     train_file(training_input, files["model"], params=training, progress=progress)
-    impute_file(training_input, files["model"], files["imputed"], params=imputing, progress=progress)
+    impute_file(training_input, files["model"], imputed[0], params=imputing, progress=progress)
     metrics = None
     if evaluate:
         metrics = score_file(
-            files["imputed"], files["scores"], params=scoring, plots=files["plots"], progress=progress
+            imputed[0], files["scores"], params=scoring, plots=files["plots"], progress=progress
         )
+    if len(imputed) == 2:
+        convert_file(imputed[0], imputed[1], progress=progress)
     progress.message(f"done: results in {out_dir}")
     return metrics
+
+
+def convert_file(in_path, out_path, *, progress: Progress) -> None:
+    """A Loom copied, block by block, into the format of ``out_path`` (AnnData for .h5ad)."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path])
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        layers = (MAIN, *reader.layer_names)
+        layout = {
+            "genes": reader.genes,
+            "gene_attrs": reader.gene_attrs(),
+            "layer_dtypes": {name: reader.layer_dtype(name) for name in layers},
+        }
+        with (
+            atomic_file(out_path) as temporary,
+            created(out_path, temporary, n_cells=reader.n_cells, **layout) as writer,
+        ):
+            for block in reader.blocks(layers=layers, counts=(), attrs=True):
+                writer.append(block)
+            writer.set_file_attrs(reader.file_attrs())
+    progress.message(f"wrote {out_path}")

@@ -12,20 +12,24 @@ them by this module, committed, and checked by a test that fails when any is sta
 - ``conf/modules.config``: each process's ``ext.args``, built from the parameters, and where
   it publishes;
 - ``galaxy/options.xml``: for each step, a macro with its form parameters and a token with
-  the command-line arguments they make.
+  the command-line arguments they make;
+- the version (``deepimpute_tool.__version__``) where the pipeline, the Galaxy tools, the
+  image and the README name it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from deepimpute_tool import __version__
 from deepimpute_tool.chunking import SplitParameters
-from deepimpute_tool.cli import RunParameters
+from deepimpute_tool.cli import OutputParameters, RunParameters
 from deepimpute_tool.filtering import FilterParameters
 from deepimpute_tool.imputation import ImputeParameters
 from deepimpute_tool.masking import MaskParameters
@@ -82,7 +86,7 @@ class PipelineParameters:
 # schema group -> (title, description, parameter classes)
 SCHEMA_GROUPS = {
     "input_output_options": ("Input/output options", "Where the data come from and where results go.",
-                             (PipelineParameters, RunParameters)),
+                             (PipelineParameters, RunParameters, OutputParameters)),
     "filter_options": ("Filter options", "Quality control (deepimpute filter).", (FilterParameters,)),
     "mask_options": ("Mask options", "With --evaluate: hiding real counts (deepimpute mask).", (MaskParameters,)),
     "train_options": ("Training options", "Fitting the model (deepimpute train).", (TrainingParameters,)),
@@ -107,7 +111,11 @@ GALAXY_STEPS = {
     "train": TrainingParameters,
     "impute": ImputeParameters,
     "score": ScoreParameters,
+    "output": OutputParameters,
 }
+GALAXY_WITHOUT_ARGUMENTS = ("output",)  # the tools name their output file by it instead
+# the output format of the merged Loom: a score (--evaluate) reads Loom
+MERGE_SUFFIX = "ext.suffix = { params.evaluate ? 'loom' : params.output_format }"
 
 
 def _nextflow_options(classes) -> list[Declared]:
@@ -231,6 +239,8 @@ def modules_config() -> str:
             lines.append("        ext.args = { [")
             lines += [f"            {argument}," for argument in arguments]
             lines.append("        ].findAll { argument -> argument }.join(' ') }")
+        if name == "DEEPIMPUTE_MERGE":
+            lines.append(f"        {MERGE_SUFFIX}")
         if publishes:
             lines += [
                 "        publishDir = [",
@@ -320,9 +330,11 @@ def galaxy_macros() -> str:
             for item in advanced:
                 lines += [f"            {line}" for line in _galaxy_param(item).splitlines()]
             lines.append("        </section>")
-        lines += ["    </xml>", f'    <token name="@{step.upper()}_ARGS@"><![CDATA[']
-        lines += [f"    {line}" for item in items for line in _galaxy_argument(item)]
-        lines.append("    ]]></token>")
+        lines.append("    </xml>")
+        if step not in GALAXY_WITHOUT_ARGUMENTS:
+            lines.append(f'    <token name="@{step.upper()}_ARGS@"><![CDATA[')
+            lines += [f"    {line}" for item in items for line in _galaxy_argument(item)]
+            lines.append("    ]]></token>")
     return "\n".join([*lines, "</macros>", ""])
 
 
@@ -334,13 +346,35 @@ GENERATORS = {
 }
 
 
+VERSION = r"\d+\.\d+\.\d+(?:[a-z0-9.]*)"
+# where a hand-written file names the version: what comes before it, as a regular expression
+VERSION_PLACES = {
+    "nextflow.config": [r"(\n    version = ')", r"(container = 'deepimpute-tool:)"],
+    "galaxy/macros.xml": [r'(<token name="@TOOL_VERSION@">)'],
+    "Dockerfile": [r"(\nARG VERSION=)", r"(deepimpute-tool:)"],
+    "README.md": [r"(deepimpute-tool:)"],
+}
+
+
+def versioned(text: str, places: list[str]) -> str:
+    """``text`` with the version after each of ``places`` set to this package's."""
+    for before in places:
+        text = re.sub(before + VERSION, lambda match: match.group(1) + __version__, text)
+    return text
+
+
 def stale(root: Path = ROOT) -> list[str]:
     """The generated files whose committed text differs from what the declarations make."""
-    return [
+    found = [
         name
         for name, make in GENERATORS.items()
         if not (root / name).is_file() or (root / name).read_text() != make()
     ]
+    for name, places in VERSION_PLACES.items():
+        text = (root / name).read_text()
+        if versioned(text, places) != text:
+            found.append(name)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         (ROOT / name).parent.mkdir(exist_ok=True)
         (ROOT / name).write_text(make())
         print(f"wrote {name}")
+    for name, places in VERSION_PLACES.items():
+        text = (ROOT / name).read_text()
+        if versioned(text, places) != text:
+            (ROOT / name).write_text(versioned(text, places))
+            print(f"set the version in {name}")
     return 0
 
 

@@ -74,6 +74,25 @@ def test_run_does_the_whole_chain(tmp_path):
     assert "MSE (log1p)" in result.stdout
 
 
+def test_run_writes_anndata_when_asked(tmp_path):
+    import anndata
+
+    run(
+        "deepimpute",
+        "run",
+        PBMC_SMALL,
+        tmp_path / "out",
+        "--min-genes",
+        "10",
+        "--output-format",
+        "h5ad",
+        *TINY_TRAINING,
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["filtered.loom", "imputed.h5ad", "model"]
+    adata = anndata.read_h5ad(tmp_path / "out" / "imputed.h5ad")
+    assert adata.n_vars == 230 and "counts" in adata.layers and "deepimpute_impute" in adata.uns
+
+
 def test_log_lines_when_not_a_terminal_and_quiet_silences(chain, tmp_path):
     work, _ = chain
     loud = run("deepimpute-impute", work / "masked.loom", work / "model", tmp_path / "a.loom")

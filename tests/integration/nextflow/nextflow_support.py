@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -201,17 +202,15 @@ class Pipeline:
         return _strip_indent(str(self.evaluate(variables, block)))
 
 
-def ext_args(config: Path, process: str, params: dict, pipeline: Pipeline) -> str | None:
-    """A process's ``ext.args`` from a modules.config, its closure evaluated by Groovy with ``params``."""
+def ext_settings(config: Path, process: str, params: dict, pipeline: Pipeline) -> dict:
+    """A process's ``ext.*`` closures in a modules.config, each evaluated by Groovy with ``params``."""
     text = config.read_text()
     start = text.index(f"withName: '{process}'")
     block = text[start : text.index("\n    }", start)]
-    if "ext.args = {" not in block:
-        return None
-    closure = block[
-        block.index("ext.args = ") + len("ext.args = ") : block.index(".join(' ') }") + len(".join(' ') }")
-    ]
-    return str(pipeline.evaluate({"params": params}, f"({closure})()"))
+    settings = {}
+    for name, closure in re.findall(r"^\s*ext\.(\w+) = (\{.*?\})$", block, flags=re.MULTILINE | re.DOTALL):
+        settings[name] = str(pipeline.evaluate({"params": params}, f"({closure})()"))
+    return settings
 
 
 @dataclass(frozen=True)

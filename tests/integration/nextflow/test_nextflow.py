@@ -28,7 +28,7 @@ from tests.integration.nextflow.nextflow_support import (
     StagedFile,
     config_params,
     diagnostics,
-    ext_args,
+    ext_settings,
 )
 
 MAIN_NF, CONFIG = REPO / "main.nf", REPO / "nextflow.config"
@@ -277,7 +277,7 @@ class TaskRunner:
         self.count += 1
         work = self.root / f"{self.count:02d}_{process}"
         (work / stage_as).mkdir(parents=True)
-        ext = {"args": ext_args(MODULES_CONFIG, process, self.params, self.pipeline)}
+        ext = ext_settings(MODULES_CONFIG, process, self.params, self.pipeline)
         variables = {"meta": meta, "task": {"process": process, "cpus": 2, "attempt": 1, "ext": ext}}
         for name, value in inputs.items():
             staged = []
@@ -384,4 +384,23 @@ def test_every_stub_makes_what_its_process_declares(pipeline, pipeline_run):
         work = runner.run(name, meta, staged, stage_as=stage_as, stub=True)
         for output in pipeline.processes[name].outputs:
             for pattern in re.findall(r'path\("([^"]+)"\)', output):
-                assert list(work.glob(pattern)), f"{name} stub makes nothing matching {pattern}"
+                head, _, rest = pattern.partition("{")
+                choices, _, tail = rest.partition("}")
+                patterns = [head + choice + tail for choice in choices.split(",")] if rest else [pattern]
+                assert any(list(work.glob(p)) for p in patterns), (
+                    f"{name} stub makes nothing matching {pattern}"
+                )
+
+
+def test_merge_writes_anndata_when_asked_unless_a_score_needs_loom(pipeline):
+    params = config_params(PARAMS)
+    for evaluate, output_format, suffix in [
+        (False, "h5ad", "h5ad"),
+        (True, "h5ad", "loom"),
+        (False, "loom", "loom"),
+    ]:
+        settings = ext_settings(MODULES_CONFIG, "DEEPIMPUTE_MERGE", {**params, "evaluate": evaluate,
+                                "output_format": output_format}, pipeline)  # fmt: skip
+        variables = {"meta": {"id": "s"}, "task": {"process": "DEEPIMPUTE_MERGE", "ext": settings},
+                     "chunks": [StagedFile("chunks/a.loom")]}  # fmt: skip
+        assert f"'s.imputed.{suffix}'" in pipeline.command("DEEPIMPUTE_MERGE", variables)

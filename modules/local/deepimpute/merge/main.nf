@@ -6,8 +6,8 @@ process DEEPIMPUTE_MERGE {
     tuple val(meta), path(chunks, stageAs: 'chunks/*')
 
     output:
-    tuple val(meta), path("*.imputed.loom"), emit: loom
-    path "versions.yml"                    , emit: versions
+    tuple val(meta), path("*.imputed.{loom,h5ad}"), emit: loom
+    path "versions.yml"                           , emit: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -15,9 +15,10 @@ process DEEPIMPUTE_MERGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def suffix = task.ext.suffix ?: 'loom'
     """
     deepimpute-merge \\
-        '${prefix}.imputed.loom' \\
+        '${prefix}.imputed.${suffix}' \\
         chunks/*.loom \\
         ${args}
 
@@ -29,8 +30,9 @@ process DEEPIMPUTE_MERGE {
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def suffix = task.ext.suffix ?: 'loom'
     """
-    touch '${prefix}.imputed.loom'
+    touch '${prefix}.imputed.${suffix}'
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
