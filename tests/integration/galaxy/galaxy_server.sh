@@ -7,7 +7,7 @@
 # deepimpute executables, put first on the tools' PATH). Exits non-zero if Galaxy cannot start.
 set -euo pipefail
 OUT=$(realpath "${1:?usage: $0 OUTDIR}")
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 GX_VENV=$(realpath "${GX_VENV:?set GX_VENV to a virtualenv with galaxy and planemo}")
 TOOL_PATH=$(realpath "${TOOL_PATH:?set TOOL_PATH to the folder holding deepimpute-* executables}")
 TOOL_DIR=$REPO/galaxy

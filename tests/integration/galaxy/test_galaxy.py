@@ -53,6 +53,28 @@ def test_workflow_lint_is_clean(gx_venv):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+def test_the_suite_is_ready_for_a_tool_shed(gx_venv):
+    """planemo shed_lint on .shed.yml and every tool; its version check asks the ToolShed, so it is skipped."""
+    result = subprocess.run(
+        [str(gx_venv / "bin" / "planemo"), "shed_lint", "--tools", "--ensure_metadata", "--fail_level", "warn",
+         "--skip", "version_bumped", str(GALAXY)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert all(f"Linting tool {tool}" in result.stdout for tool in TOOLS)
+
+
+def test_every_tool_requires_the_package_and_names_its_creator():
+    for tool in TOOLS:
+        text = tool.read_text()
+        assert '<expand macro="creator"/>' in text and 'macro="requirements"' in text.replace("gpu_", ""), (
+            tool
+        )
+    macros = (GALAXY / "macros.xml").read_text()
+    assert '<requirement type="package" version="@TOOL_VERSION@">deepimpute-tool</requirement>' in macros
+
+
 def test_macros_carry_the_package_version():
     macros = (GALAXY / "macros.xml").read_text()
     assert re.search(r'<token name="@TOOL_VERSION@">([^<]+)</token>', macros).group(1) == __version__
