@@ -4,7 +4,7 @@
 # No Docker engine or registry is needed. Usage: tests/docker_build.sh WORKDIR (needs root).
 set -euo pipefail
 work=$(realpath "$1")
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../../.." && pwd)
 tensorflow=2.21.0
 storage=(--root "$work/root" --runroot "$work/runroot" --storage-driver vfs)
 trap 'rm -rf "$work/root" "$work/runroot" "$work/rootfs" "$work/base.tar"' EXIT  # gigabytes of layers
@@ -24,7 +24,9 @@ buildah "${storage[@]}" bud --quiet --isolation chroot -v /etc/ssl/certs:/etc/ss
 
 echo "== the project's Dockerfile"
 buildah "${storage[@]}" bud --quiet --isolation chroot -v /etc/ssl/certs:/etc/ssl/certs:ro \
-    --build-arg BASE_IMAGE=localhost/tensorflow-base:test -t localhost/deepimpute-tool:test "$repo" > /dev/null
+    --build-arg BASE_IMAGE=localhost/tensorflow-base:test --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --build-arg REVISION="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -t localhost/deepimpute-tool:test "$repo" > /dev/null
 
 container=$(buildah "${storage[@]}" from localhost/deepimpute-tool:test)
 buildah "${storage[@]}" copy --chmod 0644 "$container" "$repo/tests/data/pbmc_small.loom" /tmp/in.loom > /dev/null
@@ -39,3 +41,11 @@ for step in filter mask train impute score split merge run; do
 done
 inside deepimpute run /tmp/in.loom /tmp/out --min-genes 10 --max-epochs 2 --quiet
 echo "run outputs: $(inside ls /tmp/out | tr '\n' ' ')"
+
+echo "== as another user, into a mounted folder (docker run -u \"\$(id -u):\$(id -g)\" -v \"\$PWD:/data\")"
+mkdir "$work/data"
+chown 12345:12345 "$work/data"
+buildah "${storage[@]}" run --isolation chroot --user 12345:12345 -v "$work/data:/data" "$container" -- \
+    deepimpute run /tmp/in.loom /data/out --min-genes 10 --max-epochs 2 --quiet
+owners=$(stat -c '%u' "$work"/data/out/* | sort -u | tr '\n' ' ')
+echo "as uid 12345 into a mounted folder: $(ls "$work/data/out" | tr '\n' ' ')owned by ${owners% }"

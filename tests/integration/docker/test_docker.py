@@ -40,13 +40,14 @@ def test_hadolint_is_clean_at_warning_level():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_base_is_the_tensorflow_gpu_image_of_the_tested_version(dockerfile):
+def test_base_is_the_tensorflow_image_of_the_tested_version_and_the_gpu_one_a_build_arg_away(dockerfile):
     args = {
         i["value"].split("=")[0]: i["value"].split("=", 1)[1]
         for i in dockerfile.structure
         if i["instruction"] == "ARG" and "=" in i["value"]
     }
-    assert args["BASE_IMAGE"] == f"tensorflow/tensorflow:{TENSORFLOW}-gpu"
+    assert args["BASE_IMAGE"] == f"tensorflow/tensorflow:{TENSORFLOW}"
+    assert f"--build-arg BASE_IMAGE=tensorflow/tensorflow:{TENSORFLOW}-gpu" in DOCKERFILE.read_text()
     assert args["VERSION"] == __version__
     assert (
         dockerfile.structure[[i["instruction"] for i in dockerfile.structure].index("FROM")]["value"]
@@ -56,8 +57,11 @@ def test_base_is_the_tensorflow_gpu_image_of_the_tested_version(dockerfile):
 
 def test_labels_user_and_no_git_clone(dockerfile):
     labels = dockerfile.labels
-    for key in ("source", "version", "licenses"):
+    for key in ("source", "version", "licenses", "created", "revision", "documentation"):
         assert f"org.opencontainers.image.{key}" in labels
+    assert labels["org.opencontainers.image.source"].startswith("https://github.com/")
+    assert "doi.org" not in labels["org.opencontainers.image.source"]
+    assert 'docker run -u "$(id -u):$(id -g)"' in DOCKERFILE.read_text()
     users = [i["value"] for i in dockerfile.structure if i["instruction"] == "USER"]
     assert users and not users[-1].startswith(("root", "0"))
     text = DOCKERFILE.read_text()
@@ -120,3 +124,5 @@ def test_image_builds_and_runs_every_executable_as_non_root(tmp_path_factory, re
     assert "deepimpute-train, usage ok" in out
     assert re.search(r"uid=10001\(deepimpute\)", out)
     assert "run outputs: filtered.loom imputed.loom model " in out
+    # as `docker run -u "$(id -u):$(id -g)" -v "$PWD:/data"`: another uid writes into its own mounted folder
+    assert "as uid 12345 into a mounted folder: filtered.loom imputed.loom model owned by 12345" in out

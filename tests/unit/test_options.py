@@ -1,0 +1,106 @@
+"""One declaration per option: the command line, Nextflow and Galaxy are all made from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from deepimpute_tool import surfaces
+from deepimpute_tool.cli import cli
+from deepimpute_tool.errors import ParameterError
+from deepimpute_tool.options import click_options, declared, option, validate
+from deepimpute_tool.training import TrainingParameters
+
+
+def test_generated_files_are_up_to_date():
+    """Fails until `python -m deepimpute_tool.surfaces` is run after an option changes."""
+    assert surfaces.stale() == []
+
+
+def test_every_command_has_exactly_the_declared_options():
+    for name, classes in {
+        "filter": surfaces.GALAXY_STEPS["filter"],
+        "mask": surfaces.GALAXY_STEPS["mask"],
+        "train": TrainingParameters,
+        "impute": surfaces.GALAXY_STEPS["impute"],
+    }.items():
+        command = cli.commands[name]
+        flags = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
+        assert flags - {"--quiet", "-q", "--help", "-h"} == {item.flag for item in declared(classes)}, name
+
+
+@dataclasses.dataclass(frozen=True)
+class WithANewOption(TrainingParameters):
+    warmup_epochs: int = option(
+        0, minimum=0, section="advanced", label="Warm-up epochs", help="Epochs of rising learning rate."
+    )
+
+
+def test_a_new_option_reaches_every_surface_from_its_declaration(monkeypatch):
+    monkeypatch.setattr(surfaces, "GALAXY_STEPS", {**surfaces.GALAXY_STEPS, "train": WithANewOption})
+    groups = {**surfaces.SCHEMA_GROUPS}
+    title, description, _ = groups["train_options"]
+    groups["train_options"] = (title, description, (WithANewOption,))
+    monkeypatch.setattr(surfaces, "SCHEMA_GROUPS", groups)
+    monkeypatch.setattr(
+        surfaces, "PROCESSES", {**surfaces.PROCESSES, "DEEPIMPUTE_TRAIN": ((WithANewOption,), True)}
+    )
+
+    schema = json.loads(surfaces.nextflow_schema())
+    entry = schema["$defs"]["train_options"]["properties"]["warmup_epochs"]
+    assert entry == {
+        "type": "integer",
+        "description": "Epochs of rising learning rate.",
+        "default": 0,
+        "minimum": 0,
+    }
+    assert "    warmup_epochs = 0\n" in surfaces.params_config()
+    assert '"--warmup-epochs ${params.warmup_epochs}",' in surfaces.modules_config()
+    macros = surfaces.galaxy_macros()
+    assert re.search(
+        r'<param argument="--warmup-epochs" type="integer" value="0" min="0" label="Warm-up epochs"', macros
+    )
+    assert "--warmup-epochs $advanced.warmup_epochs" in macros
+    assert set(surfaces.stale()) == {
+        "nextflow_schema.json",
+        "conf/params.config",
+        "conf/modules.config",
+        "galaxy/options.xml",
+    }
+
+    @click.command()
+    @click_options(WithANewOption)
+    def command(**values):
+        click.echo(values["warmup_epochs"])
+
+    assert CliRunner().invoke(command, ["--warmup-epochs", "4"]).output == "4\n"
+    assert CliRunner().invoke(command, ["--warmup-epochs", "-1"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"dropout": 1.0}, "--dropout 1.0: must be below 1"),
+        ({"learning_rate": 0.0}, "--learning-rate 0.0: must be above 0"),
+        ({"subset_split": "halves"}, "--subset-split halves: expected one of equal, remainder"),
+        ({"max_genes": 0}, "--max-genes 0: must be at least 1"),
+    ],
+)
+def test_values_are_checked_with_the_flag_however_they_arrive(values, message):
+    with pytest.raises(ParameterError) as caught:
+        TrainingParameters(**values)
+    assert str(caught.value) == message
+
+
+def test_an_option_without_a_value_needs_one_unless_it_may_be_empty():
+    @dataclasses.dataclass(frozen=True)
+    class Needed:
+        count: int = option(1, label="Count", help="How many.")
+
+    with pytest.raises(ParameterError, match="--count: needs a value"):
+        validate(Needed(count=None))
