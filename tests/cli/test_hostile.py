@@ -2,7 +2,7 @@
 
 Every case builds its input on the fly in a fresh folder beside a bystander file, runs one
 executable under an address-space limit (so that a regression fails here instead of
-exhausting the machine), and asserts the contract of the README's Errors section: exit code
+exhausting the machine), and asserts the contract of the README's Safety section: exit code
 2, a last line on standard error that starts with ``Error:`` and names the file, no
 traceback, nothing new anywhere (the declared output included; the temporary folder too),
 the input and every other file unchanged.
