@@ -8,27 +8,23 @@ original cell order whatever order they arrive in, and refuse an incomplete set.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 
 CHUNK_ATTR = "deepimpute_chunk"
 MERGED_ATTR = "deepimpute_merged_chunks"
 CHUNK_FILE = re.compile(r".+\.chunk\d{4,}\.loom")
 
 
-@dataclass(frozen=True)
+@parameters
 class SplitParameters:
     """Every option of splitting."""
 
     chunk_size: int = option(
         10_000, minimum=1, galaxy=False, label="Cells per chunk", help="Cells per chunk."
     )
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 def chunk_name(stem: str, number: int) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -21,7 +20,7 @@ from deepimpute_tool.errors import EXIT_CODE, DeepImputeError
 from deepimpute_tool.filtering import FilterParameters
 from deepimpute_tool.imputation import ImputeParameters
 from deepimpute_tool.masking import MaskParameters
-from deepimpute_tool.options import click_options, from_options, option, validate
+from deepimpute_tool.options import click_options, from_options, option, parameters
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import ScoreParameters
 from deepimpute_tool.training import TrainingParameters
@@ -29,7 +28,7 @@ from deepimpute_tool.training import TrainingParameters
 OUTPUT_FORMATS = ("loom", "h5ad")
 
 
-@dataclass(frozen=True)
+@parameters
 class RunParameters:
     """Options of ``run`` itself, besides those of the steps it chains."""
 
@@ -39,11 +38,8 @@ class RunParameters:
         help="Also measure accuracy: mask before training, score after imputing.",
     )
 
-    def __post_init__(self) -> None:
-        validate(self)
 
-
-@dataclass(frozen=True)
+@parameters
 class OutputParameters:
     """The format of the imputed output where a step names it (run, the Galaxy tools, the pipeline)."""
 
@@ -55,9 +51,6 @@ class OutputParameters:
         help="loom, or h5ad for scanpy: imputed counts in X, the input's counts in layers['counts'], "
         "annotations in obs/var, provenance in uns.",
     )
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 
 ORIENTATIONS = ("auto", "genes-by-cells", "cells-by-genes")
 
 
-@dataclass(frozen=True)
+@parameters
 class FilterParameters:
     """Every option of quality control (and of reading text tables)."""
 
@@ -38,9 +38,6 @@ class FilterParameters:
         label="Orientation of a CSV/tabular input",
         help="For CSV/TSV input: which axis holds genes (auto: the longer one).",
     )
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import numpy as np
 
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.model import Model
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 
 POLICIES = ("restore", "max", "all")
 
 
-@dataclass(frozen=True)
+@parameters
 class ImputeParameters:
     """Every option of imputation."""
 
@@ -37,9 +37,6 @@ class ImputeParameters:
         help="Cells read, imputed and written at a time. Changes no value beyond float32 rounding.",
         default_text="about 64 MiB of counts",
     )
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 @dataclass(frozen=True)

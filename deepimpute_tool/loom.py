@@ -151,6 +151,14 @@ class LoomReader:
     def layer_dtype(self, name: str) -> np.dtype:
         return self._layers[name].dtype
 
+    def layout(self) -> dict:
+        """What a writer needs to make a file of this one's genes and layers (with their types)."""
+        return {
+            "genes": self.genes,
+            "gene_attrs": self.gene_attrs(),
+            "layer_dtypes": {name: layer.dtype for name, layer in self._layers.items()},
+        }
+
     def read(self, item: h5py.Dataset, index) -> np.ndarray:
         """``item[index]``; a chunk that cannot be read or decompressed is an :class:`InputError`."""
         try:

@@ -16,10 +16,10 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 
 
-@dataclass(frozen=True)
+@parameters
 class MaskParameters:
     """Every option of masking."""
 
@@ -30,9 +30,6 @@ class MaskParameters:
         help="Positive entries hidden in each gene (genes with fewer than twice as many are left alone).",
     )
     seed: int = option(0, label="Random seed", help="Seed of every random draw.")
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 @dataclass(frozen=True)

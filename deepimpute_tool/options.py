@@ -130,11 +130,17 @@ def from_options(cls: type, values: Mapping[str, Any]):
     return cls(**{name: value for name, value in values.items() if name in names})
 
 
+def parameters(cls: type) -> type:
+    """A step's parameters: a frozen dataclass whose values are checked by :func:`validate` when made."""
+    cls.__post_init__ = validate
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
 def validate(instance: Any) -> None:
     """Raise :class:`ParameterError`, naming the flag, for a value outside its declared range or choices.
 
-    Parameter classes call it from ``__post_init__``, so a value is checked however it arrives
-    (command line, Python, a pipeline's parameters).
+    :func:`parameters` makes it every parameter class's ``__post_init__``, so a value is checked
+    however it arrives (command line, Python, a pipeline's parameters).
     """
     for item in declared(type(instance)):
         value = getattr(instance, item.name)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 
 
-@dataclass(frozen=True)
+@parameters
 class ScoreParameters:
     """Every option of scoring."""
 
@@ -27,9 +27,6 @@ class ScoreParameters:
         default_text="no clustering scores",
     )
     seed: int = option(0, label="Random seed", help="Seed of every random draw (clustering).")
-
-    def __post_init__(self) -> None:
-        validate(self)
 
 
 @dataclass(frozen=True)

@@ -325,22 +325,16 @@ def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress)
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
         if reader.n_cells == 0:
             raise InputError(in_path, "the matrix is empty")
-        layers = (MAIN, *reader.layer_names)
-        layout = {
-            "genes": reader.genes,
-            "gene_attrs": reader.gene_attrs(),
-            "layer_dtypes": {name: reader.layer_dtype(name) for name in layers},
-        }
         attrs = {**reader.file_attrs(), **provenance("split", asdict(params))}
         starts = range(0, reader.n_cells, params.chunk_size)
         stem = Path(in_path).name.removesuffix(".loom")
         with atomic_directory(out_dir) as temporary:
             for number, start in enumerate(starts, start=1):
-                within = slice(start, min(start + params.chunk_size, reader.n_cells))
                 names.append(chunk_name(stem, number))
-                with LoomWriter.create(temporary / names[-1], **layout) as writer:
-                    for block in reader.blocks(layers=layers, counts=(), attrs=True, within=within):
-                        writer.append(block)
+                with LoomWriter.create(temporary / names[-1], **reader.layout()) as writer:
+                    copy_blocks(
+                        reader, writer, within=slice(start, min(start + params.chunk_size, reader.n_cells))
+                    )
                     writer.set_file_attrs({**attrs, CHUNK_ATTR: f"{number}/{len(starts)}"})
     progress.message(f"wrote {len(names)} chunks of at most {params.chunk_size} cells to {out_dir}")
     return [out_dir / name for name in names]
@@ -351,38 +345,32 @@ def merge_files(chunk_paths: list, out_path, *, progress: Progress) -> None:
     if not chunk_paths:
         raise InputError(None, "no chunks to merge")
     check_outputs([Output(Path(out_path))], inputs=chunk_paths)
-    places = {}
+    places, n_cells = {}, 0
     for path in map(Path, chunk_paths):
         if path in places:
             raise InputError(path, "is given twice")
         with about(path), LoomReader.open(path) as reader:
             places[path] = chunk_place(path, reader.file_attrs())
+            n_cells += reader.n_cells
     ordered = in_order(places)
-    n_cells = 0
-    total_cells = 0
-    for path in ordered:
-        with about(path), LoomReader.open(path) as reader:
-            total_cells += reader.n_cells
     with contextlib.ExitStack() as stack, memory_guard():
         temporary = stack.enter_context(atomic_file(out_path))
-        writer = None
+        writer, first = None, None
         for path in ordered:
             with about(path), LoomReader.open(path) as reader:
-                layers = (MAIN, *reader.layer_names)
-                dtypes = {name: reader.layer_dtype(name) for name in layers}
-                if writer is None:
-                    first = {"genes": reader.genes, "layer_dtypes": dtypes}
-                    layout = {**first, "gene_attrs": reader.gene_attrs()}
-                    writer = stack.enter_context(created(out_path, temporary, n_cells=total_cells, **layout))
+                layout = reader.layout()
+                if first is None:
+                    first = layout
+                    writer = stack.enter_context(created(out_path, temporary, n_cells=n_cells, **layout))
                     attrs = reader.file_attrs(exclude=(CHUNK_ATTR,))
-                elif list(reader.genes) != list(first["genes"]) or dtypes != first["layer_dtypes"]:
+                elif (
+                    list(layout["genes"]) != list(first["genes"])
+                    or layout["layer_dtypes"] != first["layer_dtypes"]
+                ):
                     raise InputError(path, "has other genes or layers than the first chunk")
-                for block in reader.blocks(layers=layers, counts=(), attrs=True):
-                    writer.append(block)
-                n_cells += reader.n_cells
-        writer.set_file_attrs(
-            {**attrs, **provenance("merge", {"chunks": len(ordered)}), MERGED_ATTR: str(len(ordered))}
-        )
+                copy_blocks(reader, writer)
+        provenance_of_merge = provenance("merge", {"chunks": len(ordered)})
+        writer.set_file_attrs({**attrs, **provenance_of_merge, MERGED_ATTR: str(len(ordered))})
     progress.message(f"merged {len(ordered)} chunks ({n_cells} cells) into {out_path}")
 
 
@@ -439,17 +427,16 @@ def convert_file(in_path, out_path, *, progress: Progress) -> None:
     """A Loom copied, block by block, into the format of ``out_path`` (AnnData for .h5ad)."""
     check_outputs([Output(Path(out_path))], inputs=[in_path])
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
-        layers = (MAIN, *reader.layer_names)
-        layout = {
-            "genes": reader.genes,
-            "gene_attrs": reader.gene_attrs(),
-            "layer_dtypes": {name: reader.layer_dtype(name) for name in layers},
-        }
         with (
             atomic_file(out_path) as temporary,
-            created(out_path, temporary, n_cells=reader.n_cells, **layout) as writer,
+            created(out_path, temporary, n_cells=reader.n_cells, **reader.layout()) as writer,
         ):
-            for block in reader.blocks(layers=layers, counts=(), attrs=True):
-                writer.append(block)
+            copy_blocks(reader, writer)
             writer.set_file_attrs(reader.file_attrs())
     progress.message(f"wrote {out_path}")
+
+
+def copy_blocks(reader: LoomReader, writer, *, within: slice | None = None) -> None:
+    """Every layer and cell attribute of ``reader``'s cells (``within``), as they are, into ``writer``."""
+    for block in reader.blocks(layers=(MAIN, *reader.layer_names), counts=(), attrs=True, within=within):
+        writer.append(block)

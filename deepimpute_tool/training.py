@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +20,7 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.fitting import Phase, fit_subnetworks
 from deepimpute_tool.model import NORMALISATIONS, Model, Normalisation, SubNetwork
 from deepimpute_tool.network import Layout, StepSettings
-from deepimpute_tool.options import option, validate
+from deepimpute_tool.options import option, parameters
 from deepimpute_tool.selection import (
     SUBSET_SPLITS,
     normalised_log,
@@ -34,7 +34,7 @@ DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("float32", "bfloat16")
 
 
-@dataclass(frozen=True)
+@parameters
 class TrainingParameters:
     """Every option of training, with the paper's defaults but for two.
 
@@ -195,9 +195,6 @@ class TrainingParameters:
         "bfloat16 uses AMX units or tensor cores where the hardware has them.",
     )
 
-    def __post_init__(self) -> None:
-        validate(self)
-
     @property
     def phases(self) -> list[Phase]:
         """(learning rate, patience) of each phase: the coarse one, if any, then the paper's."""
@@ -229,7 +226,7 @@ def train(
     counts: sp.csr_matrix,
     genes: np.ndarray,
     *,
-    params: TrainingParameters = TrainingParameters(),
+    params: TrainingParameters,
     log: Callable[[str], None] = lambda message: None,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> Model:
