@@ -115,24 +115,43 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="Extra options for `deepimpute train`.")
     parser.add_argument("--skip-original", action="store_true", help="Run this tool only.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="One run of each tool per seed.")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        metavar="NAME=ARGS",
+        help="Also run this tool with these `deepimpute train` options, side by side: 'previous=--batch-size 64'",
+    )
     args = parser.parse_args()
+    variants = dict(item.split("=", 1) for item in args.variants)
     args.work.mkdir(parents=True, exist_ok=True)
 
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "train_args": args.train_args,
+        "variants": variants,
         "protocol": "filter, mask --seed 0 (10 entries per gene), train + impute, score at masked entries",
         "datasets": {},
     }
     for name in args.datasets:
         masked = prepare(name, DATASETS[name], args.work)
-        runs: dict[str, list[dict]] = {"this_tool": [], "deepimpute_1.2": []}
+        runs: dict[str, list[dict]] = {
+            "this_tool": [],
+            **{f"this_tool {v}": [] for v in variants},
+            "deepimpute_1.2": [],
+        }
         labels, original_failure = LABELS.get(name), None
         for seed in args.seeds:
             runs["this_tool"].append(
                 run_this_tool(masked, args.work, args.train_args.split(), seed, labels=labels)
             )
+            for variant, extra in variants.items():
+                runs[f"this_tool {variant}"].append(
+                    run_this_tool(
+                        masked, args.work, [*args.train_args.split(), *extra.split()], seed, labels=labels
+                    )
+                )
             if not args.skip_original and original_failure is None:
                 try:
                     runs["deepimpute_1.2"].append(
@@ -166,7 +185,7 @@ def print_table(datasets: dict) -> None:
     accuracy = ("mse", "mse_count_ge2", "pearson")
     cost = ("train_seconds", "impute_seconds", "total_seconds", "peak_rss_mb", "epochs")
     print(
-        f"{'dataset':<18} {'tool':<15} "
+        f"{'dataset':<18} {'tool':<24} "
         + " ".join(f"{c:>17}" for c in accuracy)
         + " "
         + " ".join(f"{c:>14}" for c in cost)
@@ -174,12 +193,12 @@ def print_table(datasets: dict) -> None:
     for name, tools in datasets.items():
         for tool, summary in tools.items():
             if "failed" in summary:
-                print(f"{name:<18} {tool:<15} failed: {summary['failed'][:100]}")
+                print(f"{name:<18} {tool:<24} failed: {summary['failed'][:100]}")
             if "mean" not in summary:
                 continue
             mean, sd = summary["mean"], summary["sd"]
             cells = [f"{mean[c]:>9.4f} ±{sd[c]:<6.4f}" for c in accuracy] + [f"{mean[c]:>14}" for c in cost]
-            print(f"{name:<18} {tool:<15} " + " ".join(cells))
+            print(f"{name:<18} {tool:<24} " + " ".join(cells))
             if "ari" in mean:
                 for suffix, what in (("", "imputed"), ("_without_imputation", "without imputation")):
                     scores = ", ".join(f"{k.upper()} {mean[k + suffix]:.3f}" for k in CLUSTERING)

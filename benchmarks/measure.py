@@ -21,9 +21,12 @@ class Measurement:
 # memory counts), so a child of a large benchmark process would report at least the
 # parent's size. This small interpreter forks the command itself and reports its peak.
 _PEAK_RSS_WRAPPER = """
-import os, sys
+import os, resource, sys
+limit = int(sys.argv.pop(1))
 pid = os.fork()
 if pid == 0:
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 print(f"PEAK_RSS_KB {usage.ru_maxrss}", file=sys.stderr)
@@ -31,17 +34,29 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def measure(command: list[str], *, env: dict | None = None) -> Measurement:
-    """Wall time and peak RSS of ``command`` (and its own children, via wait4)."""
+def measure(
+    command: list[str], *, env: dict | None = None, timeout: float | None = None, limit_bytes: int = 0
+) -> Measurement:
+    """Wall time and peak RSS of ``command`` (and its own children, via wait4).
+
+    ``limit_bytes`` caps the command's address space; past ``timeout`` seconds it is killed.
+    Either way, and on any other failure, RuntimeError says what happened.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-c", _PEAK_RSS_WRAPPER, *command],
+        [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(limit_bytes), *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         text=True,
+        start_new_session=True,
     )
-    output, _ = process.communicate()
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.communicate()
+        raise RuntimeError(f"{' '.join(command)} still running after {timeout:.0f} s: stopped") from None
     seconds = time.perf_counter() - started
     output, _, peak = output.rpartition("PEAK_RSS_KB ")
     if process.returncode != 0:

@@ -2,18 +2,18 @@
 
 Each drawn cell keeps every count with probability ``keep`` (binomial thinning), so copies
 of one cell differ as two shallower sequencings of it would. Written one block of cells
-at a time, so a million cells need no more memory than a block.
+at a time through the tool's own Loom writer, so a million cells need no more memory than a
+block.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import loompy
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool import io
+from deepimpute_tool.loom import MAIN, CellBlock, LoomWriter, read_loom
 
 
 def most_detected_genes(counts: sp.csr_matrix, n_genes: int) -> np.ndarray:
@@ -35,7 +35,7 @@ def write_resampled(
     """Write ``n_cells`` thinned copies of cells of ``source`` (its ``n_genes`` most detected genes)."""
     if output.exists():
         return output
-    dataset = io.read_dataset(source)
+    dataset = read_loom(source, layers=False)
     counts = dataset.counts
     columns = most_detected_genes(counts, n_genes) if n_genes else np.arange(counts.shape[1])
     counts = sp.csr_matrix(counts[:, columns]).astype(np.int64)
@@ -43,15 +43,16 @@ def write_resampled(
     rng = np.random.default_rng(seed)
     partial = output.with_name(output.name + ".partial")
     partial.unlink(missing_ok=True)
-    with loompy.new(str(partial)) as ds:
+    layout = {"genes": genes, "gene_attrs": {}, "layer_dtypes": {MAIN: np.dtype(np.float32)}}
+    with LoomWriter.create(partial, **layout) as writer:
         for start in range(0, n_cells, block_cells):
             size = min(block_cells, n_cells - start)
             drawn = counts[rng.integers(0, counts.shape[0], size)]
             drawn.data = rng.binomial(drawn.data, keep)
-            ds.add_columns(
-                {"": drawn.T.toarray().astype(np.float32)},
-                col_attrs={"CellID": np.array([f"cell{start + i}" for i in range(size)])},
-                row_attrs={"Gene": genes},
+            cells = np.array([f"cell{start + i}" for i in range(size)], dtype=object)
+            block = CellBlock(
+                slice(start, start + size), {MAIN: drawn.toarray().astype(np.float32)}, {"CellID": cells}
             )
+            writer.append(block)
     partial.rename(output)
     return output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,15 +67,32 @@ def quality_filter(
     min_counts: int = 0,
     min_cells: int = 3,
 ) -> FilterResult:
-    """Cells and genes that pass quality control, as boolean masks.
+    """Cells and genes that pass quality control, as boolean masks (see :func:`quality_filter_blocks`)."""
+    return quality_filter_blocks(
+        [counts], n_genes=counts.shape[1], min_genes=min_genes, min_counts=min_counts, min_cells=min_cells
+    )
+
+
+def quality_filter_blocks(
+    blocks: Iterable[np.ndarray | sp.spmatrix],
+    *,
+    n_genes: int,
+    min_genes: int = 200,
+    min_counts: int = 0,
+    min_cells: int = 3,
+) -> FilterResult:
+    """Cells and genes that pass quality control, as boolean masks, from consecutive blocks of cells.
 
     Cells are judged first on all genes; genes are then judged on the cells that remain,
-    so a gene seen only in discarded cells is dropped too.
+    so a gene seen only in discarded cells is dropped too. One pass over the blocks: a cell's
+    fate is known within its block.
 
     Parameters
     ----------
-    counts
-        Cells x genes raw counts.
+    blocks
+        Cells x genes raw counts, dense or sparse, a block of consecutive cells at a time.
+    n_genes
+        Genes (columns) of every block.
     min_genes
         Keep cells with at least this many detected genes (non-zero counts).
     min_counts
@@ -82,19 +100,24 @@ def quality_filter(
     min_cells
         Keep genes detected in at least this many of the kept cells.
     """
-    counts = sp.csr_matrix(counts)
-    detected = sp.csr_matrix(counts > 0)
-    genes_per_cell = np.diff(detected.indptr)
-    counts_per_cell = np.asarray(counts.sum(axis=1)).ravel()
-    few_genes = genes_per_cell < min_genes
-    few_counts = counts_per_cell < min_counts
-    keep_cells = ~(few_genes | few_counts)
-    cells_per_gene = np.bincount(detected[keep_cells].indices, minlength=counts.shape[1])
+    keep_parts, few_genes_parts, few_counts_parts = [], [], []
+    cells_per_gene = np.zeros(n_genes, np.int64)
+    for block in blocks:
+        detected = sp.csr_matrix(block > 0) if sp.issparse(block) else block > 0
+        genes_per_cell = np.asarray(detected.sum(axis=1)).ravel()
+        counts_per_cell = np.asarray(block.sum(axis=1)).ravel()
+        few_genes = genes_per_cell < min_genes
+        few_counts = counts_per_cell < min_counts
+        keep = ~(few_genes | few_counts)
+        cells_per_gene += np.asarray(detected[keep].sum(axis=0)).ravel().astype(np.int64)
+        keep_parts.append(keep)
+        few_genes_parts.append(few_genes)
+        few_counts_parts.append(few_counts & ~few_genes)
     keep_genes = cells_per_gene >= min_cells
     return FilterResult(
-        keep_cells=keep_cells,
+        keep_cells=np.concatenate(keep_parts) if keep_parts else np.zeros(0, bool),
         keep_genes=keep_genes,
-        cells_few_genes=int(few_genes.sum()),
-        cells_few_counts=int((few_counts & ~few_genes).sum()),
+        cells_few_genes=int(sum(part.sum() for part in few_genes_parts)),
+        cells_few_counts=int(sum(part.sum() for part in few_counts_parts)),
         genes_few_cells=int((~keep_genes).sum()),
     )

@@ -265,6 +265,25 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
     return Dataset(counts=counts, genes=genes, cells=cells)
 
 
+def input_kind(path: str | os.PathLike) -> str:
+    """``loom``, ``h5ad``, ``10x-h5``, ``10x-folder`` or ``table``: what :func:`read_counts` takes ``path`` for."""
+    path = Path(path)
+    if path.is_dir():
+        return "10x-folder"
+    require_file(path)
+    if path.name.lower().endswith(TABLE_SUFFIXES):
+        return "table"
+    with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
+        keys = set(handle.keys())
+    if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+        return "loom"
+    if "X" in keys and "obs" in keys and "var" in keys:
+        return "h5ad"
+    if keys:
+        return "10x-h5"
+    raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+
+
 def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Dataset:
     """Read counts from Loom, h5ad, a 10x folder, 10x HDF5, or CSV/TSV.
 
@@ -277,18 +296,10 @@ def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Datase
         is taken as genes).
     """
     path = Path(path)
-    if path.is_dir():
-        return _read_10x_dir(path)
-    require_file(path)
-    if path.name.lower().endswith(TABLE_SUFFIXES):
-        return _read_table(path, orientation=orientation)
-    with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
-        keys = set(handle.keys())
-    if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+    kind = input_kind(path)
+    if kind == "loom":
         with LoomReader.open(path) as reader:
             return reader.read_dataset()
-    if "X" in keys and "obs" in keys and "var" in keys:
-        return _read_h5ad(path)
-    if keys:
-        return _read_10x_h5(path)
-    raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+    if kind == "table":
+        return _read_table(path, orientation=orientation)
+    return {"h5ad": _read_h5ad, "10x-h5": _read_10x_h5, "10x-folder": _read_10x_dir}[kind](path)

@@ -71,3 +71,25 @@ def test_gpu_request_without_gpu_fails_clearly(pbmc68k):
         pytest.skip("a GPU is visible")
     with pytest.raises(DeviceError, match="no GPU"):
         train(pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(device="gpu", **QUICK))
+
+
+def test_a_cell_budget_and_the_memory_of_the_training_matrix_bound_the_training_cells(pbmc68k, monkeypatch):
+    import deepimpute_tool.training as training
+
+    messages = []
+    model = train(
+        pbmc68k.counts,
+        pbmc68k.genes,
+        params=TrainingParameters(max_cells=300, max_genes=50, **QUICK),
+        log=messages.append,
+    )
+    assert model.training["cells"] == 300 and model.parameters["max_cells"] == 300
+    assert any("training on 300 of 700 cells" in m and "--max-cells 300" in m for m in messages)
+    monkeypatch.setattr(training, "TRAINING_MATRIX_BYTES", 4 * 765 * 250)  # 250 cells of every gene
+    messages.clear()
+    model = train(
+        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(max_genes=50, **QUICK), log=messages.append
+    )
+    detected = int((np.asarray((pbmc68k.counts > 0).sum(axis=0)).ravel() > 0).sum())
+    assert model.training["cells"] == 4 * 765 * 250 // (4 * detected)
+    assert any("a dense copy of" in m for m in messages)
