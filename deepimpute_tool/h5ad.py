@@ -108,7 +108,7 @@ class H5adWriter:
 
     def append(self, block: CellBlock) -> None:
         """Add a block's cells: its matrices (cells x genes) and attributes (IDs as ``CellID``)."""
-        rows = slice(self.n_cells, self.n_cells + block.cells.stop - block.cells.start)
+        rows = slice(self.n_cells, self.n_cells + block.matrices[MAIN].shape[0])
         self._x[rows] = block.matrices[MAIN]
         for name, group in self._sparse.items():
             part = sp.csr_matrix(block.matrices[name])

@@ -36,6 +36,7 @@ from deepimpute_tool.limits import BLOCK_BYTES, MAX_TEXT_BYTES, require_memory
 MAIN = ""  # the main matrix, as a layer name
 RAW_LAYER = "raw"  # impute: the input's counts
 ORIGINAL_LAYER = "original"  # mask: the true counts
+HELDOUT_LAYER = "heldout"  # mask --protocol mcv: the held-out molecules
 GENE_ATTRS = ("Gene", "var_names", "gene_names", "gene_ids")
 CELL_ATTRS = ("CellID", "obs_names", "cell_names", "barcodes")
 RESERVED_FILE_ATTRS = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")

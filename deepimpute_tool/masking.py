@@ -1,10 +1,15 @@
-"""The paper's masking protocol: hide real non-zero counts to score imputation against.
+"""Hiding real counts to score imputation against: the paper's masking, and molecular cross-validation.
 
-For each gene, the fraction of zeros is modelled as a logistic function of the log of
-the mean of its positive counts (as Splatter does). Each positive entry of a gene then
-gets the dropout probability that function gives for its own log count, and
-``cells_per_gene`` entries are drawn without replacement with probabilities proportional
-to those (the paper's multinomial), and set to zero.
+The paper's protocol (``paper``): for each gene, the fraction of zeros is modelled as a
+logistic function of the log of the mean of its positive counts (as Splatter does). Each
+positive entry of a gene then gets the dropout probability that function gives for its own
+log count, and ``cells_per_gene`` entries are drawn without replacement with probabilities
+proportional to those (the paper's multinomial), and set to zero.
+
+Molecular cross-validation (``mcv``; Batson, Royer & Webber, 2019, as Open Problems in
+Single-Cell Analysis uses it to rank denoising methods): every count is split at random
+between the data (each molecule with probability 1 - ``mcv_fraction``) and a held-out part;
+a method that denoises well predicts the held-out molecules, zeros included.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import scipy.sparse as sp
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.options import option, parameters
 
+PROTOCOLS = ("paper", "mcv")
+
 
 @parameters
 class MaskParameters:
@@ -28,6 +35,28 @@ class MaskParameters:
         minimum=1,
         label="Positive entries hidden per gene",
         help="Positive entries hidden in each gene (genes with fewer than twice as many are left alone).",
+    )
+    protocol: str = option(
+        "paper",
+        choices=PROTOCOLS,
+        choice_labels=(
+            "paper: hide positive entries (the DeepImpute paper); scored at those entries",
+            "mcv: molecular cross-validation; every count split, scored on the held-out molecules",
+        ),
+        label="Protocol",
+        galaxy=False,  # the Galaxy score tool's figures are of masked entries
+        help="paper: hide --cells-per-gene positive entries per gene, kept in the layer 'original'; "
+        "mcv: split every count's molecules at random, --mcv-fraction of them into the layer 'heldout'.",
+    )
+    mcv_fraction: float = option(
+        0.1,
+        minimum=0,
+        maximum=1,
+        min_open=True,
+        max_open=True,
+        label="Molecules held out (mcv)",
+        galaxy=False,
+        help="With --protocol mcv: the fraction of each count's molecules held out (Open Problems: 0.1).",
     )
     seed: int = option(0, label="Random seed", help="Seed of every random draw.")
 
@@ -122,3 +151,22 @@ def mask_counts(counts: sp.csr_matrix, *, cells_per_gene: int = 10, seed: int = 
         n_genes_masked=n_genes_masked,
         n_entries_masked=n_genes_masked * cells_per_gene,
     )
+
+
+def split_molecules(
+    counts: sp.csr_matrix, *, fraction: float = 0.1, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(kept, held out): each molecule of every count held out with probability ``fraction``.
+
+    Binomial thinning, as Batson et al. (2019) split molecules: the two parts are independent
+    Poisson samples of the same expression when the counts are.
+    """
+    counts = sp.csr_matrix(counts, copy=True)
+    counts.eliminate_zeros()
+    rng = np.random.default_rng(seed)
+    heldout = counts.copy()
+    heldout.data = rng.binomial(counts.data.astype(np.int64), fraction).astype(counts.dtype)
+    kept = counts - heldout
+    kept.eliminate_zeros()
+    heldout.eliminate_zeros()
+    return kept, heldout

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from deepimpute_tool.chunking import (
     CHUNK_ATTR,
     MERGED_ATTR,
@@ -27,12 +29,13 @@ from deepimpute_tool.chunking import (
 )
 from deepimpute_tool.dataset import check_unique, make_unique, require_cells_and_genes
 from deepimpute_tool.errors import DeepImputeError, InputError
-from deepimpute_tool.filtering import FilterParameters, quality_filter
-from deepimpute_tool.formats import read_counts
+from deepimpute_tool.filtering import FilterParameters, FilterResult, quality_filter_blocks
+from deepimpute_tool.formats import input_kind, read_counts
 from deepimpute_tool.h5ad import H5adWriter
 from deepimpute_tool.imputation import ImputeParameters, ImputeSummary, impute_counts, missing_model_genes
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import (
+    HELDOUT_LAYER,
     MAIN,
     ORIGINAL_LAYER,
     RAW_LAYER,
@@ -42,7 +45,7 @@ from deepimpute_tool.loom import (
     provenance,
     write_dataset,
 )
-from deepimpute_tool.masking import MaskParameters, mask_counts
+from deepimpute_tool.masking import MaskParameters, mask_counts, split_molecules
 from deepimpute_tool.model_loading import is_model_directory, load_model
 from deepimpute_tool.outputs import (
     DIRECTORY,
@@ -55,11 +58,14 @@ from deepimpute_tool.outputs import (
 )
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import (
-    MaskedEntries,
+    McvSums,
     ScoreParameters,
     accuracy_metrics,
+    add_mcv,
     concatenate,
     masked_entries,
+    mcv_metrics,
+    mcv_totals,
 )
 from deepimpute_tool.training import TrainingParameters
 
@@ -95,63 +101,116 @@ def model_output(path: str | os.PathLike) -> Output:
 
 
 def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progress) -> None:
-    """Read any supported input, drop poor cells and rare genes, write Loom."""
+    """Read any supported input, drop poor cells and rare genes, write Loom (a Loom input streams)."""
     check_outputs([Output(Path(out_path))], inputs=[in_path])
+    file_attrs = provenance("filter", {**asdict(params), "input": str(in_path)})
     with about(in_path), memory_guard():
+        if input_kind(in_path) == "loom":
+            _filter_loom(in_path, out_path, params=params, file_attrs=file_attrs, progress=progress)
+            return
         dataset = read_counts(in_path, orientation=params.orientation)
         require_cells_and_genes(dataset, in_path)
         progress.message(f"read {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
-        unique = make_unique(dataset.genes)
-        renamed = int((unique != dataset.genes).sum())
-        if renamed:
-            progress.message(f"{renamed} repeated gene names made unique by appending -1, -2, ...")
-            dataset.genes = unique
-        result = quality_filter(
-            dataset.counts,
-            min_genes=params.min_genes,
-            min_counts=params.min_counts,
-            min_cells=params.min_cells,
+        dataset.genes = _unique_genes(dataset.genes, progress)
+        result = _filtered(
+            in_path, [dataset.counts], n_genes=dataset.n_genes, params=params, progress=progress
         )
-        progress.message(result.summary())
-        if not result.keep_cells.any():
-            raise InputError(
-                in_path,
-                f"no cell passes the filter (--min-genes {params.min_genes}, --min-counts {params.min_counts})",
-            )
-        if not result.keep_genes.any():
-            raise InputError(in_path, f"no gene passes the filter (--min-cells {params.min_cells})")
-        filtered = dataset.subset(cells=result.keep_cells, genes=result.keep_genes)
         with atomic_file(out_path) as temporary:
             write_dataset(
                 temporary,
-                filtered,
-                file_attrs=provenance("filter", {**asdict(params), "input": str(in_path)}),
+                dataset.subset(cells=result.keep_cells, genes=result.keep_genes),
+                file_attrs=file_attrs,
             )
 
 
+def _unique_genes(genes, progress: Progress):
+    unique = make_unique(genes)
+    renamed = int((unique != genes).sum())
+    if renamed:
+        progress.message(f"{renamed} repeated gene names made unique by appending -1, -2, ...")
+    return unique
+
+
+def _filtered(in_path, blocks, *, n_genes: int, params: FilterParameters, progress: Progress) -> FilterResult:
+    result = quality_filter_blocks(
+        blocks,
+        n_genes=n_genes,
+        min_genes=params.min_genes,
+        min_counts=params.min_counts,
+        min_cells=params.min_cells,
+    )
+    progress.message(result.summary())
+    if not result.keep_cells.any():
+        raise InputError(
+            in_path,
+            f"no cell passes the filter (--min-genes {params.min_genes}, --min-counts {params.min_counts})",
+        )
+    if not result.keep_genes.any():
+        raise InputError(in_path, f"no gene passes the filter (--min-cells {params.min_cells})")
+    return result
+
+
+def _filter_loom(
+    in_path, out_path, *, params: FilterParameters, file_attrs: dict, progress: Progress
+) -> None:
+    """Two passes over blocks of cells: which cells and genes pass, then those written."""
+    with LoomReader.open(in_path) as reader:
+        if reader.n_cells == 0 or reader.n_genes == 0:
+            raise InputError(
+                in_path, f"the matrix is empty ({reader.n_genes} genes x {reader.n_cells} cells)"
+            )
+        check_unique(reader.cells, path=in_path, what="cell IDs")
+        progress.message(f"reading {reader.n_genes} genes x {reader.n_cells} cells from {in_path}")
+        blocks = (block.matrices[MAIN] for block in reader.blocks())
+        result = _filtered(in_path, blocks, n_genes=reader.n_genes, params=params, progress=progress)
+        genes = result.keep_genes
+        layout = reader.layout()
+        layout["genes"] = _unique_genes(reader.genes, progress)[genes]
+        layout["gene_attrs"] = {name: values[genes] for name, values in layout["gene_attrs"].items()}
+        layout["layer_dtypes"][MAIN] = reader.count_dtype()
+        with atomic_file(out_path) as temporary, LoomWriter.create(temporary, **layout) as writer:
+            for block in reader.blocks(layers=(MAIN, *reader.layer_names), attrs=True):
+                cells = result.keep_cells[block.cells]
+                if cells.any():
+                    matrices = {name: values[cells][:, genes] for name, values in block.matrices.items()}
+                    attrs = {name: values[cells] for name, values in block.cell_attrs.items()}
+                    writer.append(CellBlock(block.cells, matrices, attrs))
+            writer.set_file_attrs({**reader.file_attrs(), **file_attrs})
+
+
 def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) -> None:
-    """Hide positive counts (the paper's protocol); the truth goes to the layer ``original``."""
+    """Hide real counts: positive entries into the layer ``original`` (the paper's protocol), or a
+    fraction of every count's molecules into the layer ``heldout`` (molecular cross-validation)."""
     check_outputs([Output(Path(out_path))], inputs=[in_path])
     with about(in_path), memory_guard():
         with LoomReader.open(in_path) as reader:
             dataset = reader.read_dataset()
         require_cells_and_genes(dataset, in_path)
-        if ORIGINAL_LAYER in dataset.layers:
-            raise InputError(in_path, f"already has a layer '{ORIGINAL_LAYER}': was it masked already?")
-        result = mask_counts(dataset.counts, cells_per_gene=params.cells_per_gene, seed=params.seed)
-        model = result.dropout_model
-        progress.message(
-            f"masked {result.n_entries_masked} entries: {params.cells_per_gene} in each of {result.n_genes_masked} "
-            f"genes (dropout curve midpoint {model.midpoint:.3f}, shape {model.shape:.3f})"
-        )
-        dataset.layers[ORIGINAL_LAYER] = dataset.counts
-        dataset.counts = result.masked
-        parameters = {
-            **asdict(params),
-            "dropout_model": asdict(model),
-            "genes_masked": result.n_genes_masked,
-            "entries_masked": result.n_entries_masked,
-        }
+        for layer in (ORIGINAL_LAYER, HELDOUT_LAYER):
+            if layer in dataset.layers:
+                raise InputError(in_path, f"already has a layer '{layer}': was it masked already?")
+        parameters = asdict(params)
+        if params.protocol == "mcv":
+            kept, heldout = split_molecules(dataset.counts, fraction=params.mcv_fraction, seed=params.seed)
+            held = int(heldout.sum())
+            progress.message(
+                f"held out {held} of {held + int(kept.sum())} molecules ({params.mcv_fraction:g})"
+            )
+            dataset.layers[HELDOUT_LAYER], dataset.counts = heldout, kept
+            parameters["molecules_held_out"] = held
+        else:
+            result = mask_counts(dataset.counts, cells_per_gene=params.cells_per_gene, seed=params.seed)
+            model = result.dropout_model
+            progress.message(
+                f"masked {result.n_entries_masked} entries: {params.cells_per_gene} in each of "
+                f"{result.n_genes_masked} genes (dropout curve midpoint {model.midpoint:.3f}, shape {model.shape:.3f})"
+            )
+            dataset.layers[ORIGINAL_LAYER], dataset.counts = dataset.counts, result.masked
+            parameters.update(
+                dropout_model=asdict(model),
+                genes_masked=result.n_genes_masked,
+                entries_masked=result.n_entries_masked,
+            )
         with atomic_file(out_path) as temporary:
             write_dataset(temporary, dataset, file_attrs=provenance("mask", parameters))
 
@@ -258,60 +317,74 @@ def default_scores_path(in_path: str | os.PathLike) -> Path:
 
 
 def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, progress: Progress) -> dict:
-    """Score a masked-then-imputed Loom; write JSON and, with ``plots``, PNG figures into that folder."""
-    from deepimpute_tool.scoring import clustering_metrics
+    """Score a masked-then-imputed Loom; write JSON and, with ``plots``, PNG figures into that folder.
 
+    The scores are those of the protocol the Loom was masked with: at the masked entries (layer
+    ``original``), or by molecular cross-validation (layer ``heldout``); with ``params.labels``,
+    clustering scores too.
+    """
     out_path = Path(out_path) if out_path else default_scores_path(in_path)
-    outputs = [Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else [])
-    check_outputs(outputs, inputs=[in_path])
+    check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
-        for layer in (ORIGINAL_LAYER, RAW_LAYER):
-            if layer not in reader.layer_names:
-                raise InputError(
-                    in_path,
-                    f"has no layer '{layer}': score needs a Loom made by 'deepimpute mask' then 'deepimpute impute'",
-                )
+        protocols = [layer for layer in (ORIGINAL_LAYER, HELDOUT_LAYER) if layer in reader.layer_names]
+        if RAW_LAYER not in reader.layer_names or not protocols:
+            raise InputError(
+                in_path,
+                "score needs a Loom made by 'deepimpute mask' then 'deepimpute impute' (layers 'raw', "
+                "and 'original' or 'heldout')",
+            )
         cell_attrs = reader.cell_attrs(slice(0, 0))
         if params.labels is not None and params.labels not in cell_attrs:
             raise InputError(
                 in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
             )
-        parts, imputed_blocks, raw_blocks = [], [], []
-        for block in reader.blocks(
-            layers=(MAIN, RAW_LAYER, ORIGINAL_LAYER), counts=(RAW_LAYER, ORIGINAL_LAYER)
-        ):
-            imputed, observed, original = (block.matrices[n] for n in (MAIN, RAW_LAYER, ORIGINAL_LAYER))
-            if not (imputed >= 0).all():  # also refuses NaN
-                raise InputError(
-                    in_path, "the main matrix holds negative or NaN values: is it imputed counts?"
-                )
-            parts.append(masked_entries(original, observed, imputed, cell_offset=block.cells.start))
-            if params.labels is not None:
-                imputed_blocks.append(imputed)
-                raw_blocks.append(observed)
-        entries: MaskedEntries = concatenate(parts)
-        if entries.truth.size == 0:
-            raise InputError(in_path, "has no masked entries (positive in 'original', zero in 'raw')")
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
-        metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
+        layers = (MAIN, RAW_LAYER, *protocols)
+        blocks = lambda: reader.blocks(layers=layers, counts=(RAW_LAYER, *protocols))  # noqa: E731
+        entries = None
+        if ORIGINAL_LAYER in protocols:
+            parts = [masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER], _imputed(b, in_path),
+                                    cell_offset=b.cells.start) for b in blocks()]  # fmt: skip
+            entries = concatenate(parts)
+            if entries.truth.size == 0:
+                raise InputError(in_path, "has no masked entries (positive in 'original', zero in 'raw')")
+            metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
+        if HELDOUT_LAYER in protocols:
+            sums = [
+                (b.matrices[RAW_LAYER].sum(axis=1), b.matrices[HELDOUT_LAYER].sum(axis=1)) for b in blocks()
+            ]
+            target_sum, scale = mcv_totals(*(np.concatenate(part) for part in zip(*sums)))
+            mcv = McvSums()
+            for b in blocks():
+                add_mcv(mcv, denoised=_imputed(b, in_path), train=b.matrices[RAW_LAYER],
+                        test=b.matrices[HELDOUT_LAYER], target_sum=target_sum, scale=scale)  # fmt: skip
+            metrics.update(mcv_metrics(mcv))
         if params.labels is not None:
-            import numpy as np
+            from deepimpute_tool.clustering import clustering_metrics
 
             labels = reader.cell_attrs()[params.labels].astype(str)
+            imputed, raw = (np.vstack([b.matrices[name] for b in blocks()]) for name in (MAIN, RAW_LAYER))
             metrics["clustering"] = {
                 "labels": params.labels,
-                "imputed": clustering_metrics(np.vstack(imputed_blocks), labels, seed=params.seed),
-                "without_imputation": clustering_metrics(np.vstack(raw_blocks), labels, seed=params.seed),
+                "imputed": clustering_metrics(imputed, labels, seed=params.seed),
+                "without_imputation": clustering_metrics(raw, labels, seed=params.seed),
             }
     with atomic_file(out_path) as temporary:
         temporary.write_text(json.dumps(metrics, indent=1, allow_nan=True))
-    if plots is not None:
+    if plots is not None and entries is not None:
         from deepimpute_tool.plots import draw_plots
 
         Path(plots).mkdir(exist_ok=True)
         for figure in draw_plots(metrics, entries, plots):
             progress.message(f"figure: {figure}")
     return metrics
+
+
+def _imputed(block: CellBlock, in_path) -> np.ndarray:
+    imputed = block.matrices[MAIN]
+    if not (imputed >= 0).all():  # also refuses NaN
+        raise InputError(in_path, "the main matrix holds negative or NaN values: is it imputed counts?")
+    return imputed
 
 
 def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress) -> list[Path]:
@@ -405,22 +478,40 @@ def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskPar
     out_dir.mkdir(exist_ok=True)  # nothing was in a folder that did not exist: every output below is new
     inner = [*(Output(path) for path in planned), model_output(files["model"])]
     check_outputs(inner + ([Output(files["plots"], FOLDER)] if evaluate else []), inputs=[in_path])
-    filter_file(in_path, files["filtered"], params=filtering, progress=progress)
+    with _reported("filter", progress):
+        filter_file(in_path, files["filtered"], params=filtering, progress=progress)
     training_input = files["filtered"]
     if evaluate:
         training_input = files["masked"]
-        mask_file(files["filtered"], training_input, params=masking, progress=progress)
-    train_file(training_input, files["model"], params=training, progress=progress)
-    impute_file(training_input, files["model"], imputed[0], params=imputing, progress=progress)
+        with _reported("mask", progress):
+            mask_file(files["filtered"], training_input, params=masking, progress=progress)
+    with _reported("train", progress):
+        train_file(training_input, files["model"], params=training, progress=progress)
+    with _reported("impute", progress):
+        impute_file(training_input, files["model"], imputed[0], params=imputing, progress=progress)
     metrics = None
     if evaluate:
-        metrics = score_file(
-            imputed[0], files["scores"], params=scoring, plots=files["plots"], progress=progress
-        )
+        with _reported("score", progress):
+            metrics = score_file(
+                imputed[0], files["scores"], params=scoring, plots=files["plots"], progress=progress
+            )
     if len(imputed) == 2:
-        convert_file(imputed[0], imputed[1], progress=progress)
+        with _reported("convert", progress):
+            convert_file(imputed[0], imputed[1], progress=progress)
     progress.message(f"done: results in {out_dir}")
     return metrics
+
+
+@contextlib.contextmanager
+def _reported(step: str, progress: Progress) -> Iterator[None]:
+    """Log a step's wall time and the process's peak memory so far when it ends."""
+    import resource
+    import time
+
+    started = time.perf_counter()
+    yield
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    progress.message(f"{step}: {time.perf_counter() - started:.1f} s; peak memory so far {peak_mb:.0f} MB")
 
 
 def convert_file(in_path, out_path, *, progress: Progress) -> None:

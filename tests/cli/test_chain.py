@@ -47,7 +47,17 @@ def test_chain_outputs(chain):
     scores = json.loads((work / "imputed.scores.json").read_text())
     assert scores["masked_entries"] > 1000 and 0 < scores["pearson"] <= 1
     assert scores["mse"] < scores["mse_without_imputation"]
-    assert set(scores["clustering"]["imputed"]) == {"clusters", "ari", "ami", "fmi", "silhouette"}
+    assert set(scores["clustering"]["imputed"]) == {
+        "clusters",
+        "ari",
+        "ami",
+        "fmi",
+        "ari_leiden",
+        "ami_leiden",
+        "fmi_leiden",
+        "leiden_clusters",
+        "silhouette",
+    }
     assert "Pearson (log1p)" in scored.stdout
     assert sorted(p.name for p in (work / "plots").iterdir()) == [
         "imputed_vs_true.png",

@@ -3,9 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepimpute_tool.masking import mask_counts
+from deepimpute_tool.clustering import clustering_metrics, leiden
+from deepimpute_tool.masking import mask_counts, split_molecules
 from deepimpute_tool.plots import draw_plots
-from deepimpute_tool.scoring import accuracy_metrics, clustering_metrics, masked_entries
+from deepimpute_tool.scoring import (
+    McvSums,
+    accuracy_metrics,
+    add_mcv,
+    masked_entries,
+    mcv_metrics,
+    mcv_totals,
+)
 from tests.helpers import dense
 
 
@@ -38,9 +46,11 @@ def test_clustering_scores_reward_labels_that_match(pbmc68k):
     counts = dense(pbmc68k.counts)
     real = clustering_metrics(counts, labels)
     shuffled = clustering_metrics(counts, np.random.default_rng(0).permutation(labels))
-    for key in ("ari", "ami", "fmi", "silhouette"):
+    for key in ("ari", "ami", "fmi", "ari_leiden", "ami_leiden", "fmi_leiden", "silhouette"):
         assert -1 <= real[key] <= 1
-    assert real["ari"] > shuffled["ari"] + 0.2 and real["silhouette"] > shuffled["silhouette"]
+    assert real["ari"] > shuffled["ari"] + 0.2 and real["ari_leiden"] > shuffled["ari_leiden"] + 0.2
+    assert real["silhouette"] > shuffled["silhouette"]
+    assert real["leiden_clusters"] == real["clusters"] == 10
 
 
 def test_plots_are_png(pbmc68k, tmp_path):
@@ -50,3 +60,55 @@ def test_plots_are_png(pbmc68k, tmp_path):
     metrics = {"input": "x", **accuracy_metrics(entries, gene_names=pbmc68k.genes, cell_names=pbmc68k.cells)}
     for path in draw_plots(metrics, entries, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_leiden_finds_as_many_clusters_as_asked_on_separate_groups():
+    from sklearn.datasets import make_blobs
+
+    points, groups = make_blobs(n_samples=300, centers=4, cluster_std=0.5, random_state=0)
+    found = leiden(points, 4, seed=0)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert found.max() + 1 == 4 and adjusted_rand_score(groups, found) == 1.0
+    np.testing.assert_array_equal(found, leiden(points, 4, seed=0))  # seeded
+
+
+def test_molecules_are_split_exactly_and_at_the_fraction_asked(pbmc68k):
+    kept, heldout = split_molecules(pbmc68k.counts, fraction=0.1, seed=0)
+    np.testing.assert_array_equal(dense(kept) + dense(heldout), dense(pbmc68k.counts))
+    assert abs(heldout.sum() / pbmc68k.counts.sum() - 0.1) < 0.005
+    again, _ = split_molecules(pbmc68k.counts, fraction=0.1, seed=0)
+    np.testing.assert_array_equal(dense(again), dense(kept))
+
+
+def test_mcv_errors_follow_their_definitions(pbmc68k):
+    kept, heldout = (dense(m) for m in split_molecules(pbmc68k.counts, fraction=0.1, seed=0))
+    target_sum, scale = mcv_totals(kept.sum(axis=1), heldout.sum(axis=1))
+    assert target_sum == np.median(heldout.sum(axis=1)) and scale == pytest.approx(heldout.sum() / kept.sum())
+    denoised = kept + 0.5
+    sums = McvSums()
+    for rows in (slice(0, 300), slice(300, None)):  # in blocks, as score adds them
+        add_mcv(
+            sums,
+            denoised=denoised[rows],
+            train=kept[rows],
+            test=heldout[rows],
+            target_sum=target_sum,
+            scale=scale,
+        )
+    metrics = mcv_metrics(sums)
+
+    def log_normalised(x):
+        return np.log1p(x / x.sum(axis=1, keepdims=True) * target_sum)
+
+    assert metrics["mcv_mse"] == pytest.approx(
+        np.mean((log_normalised(denoised) - log_normalised(heldout)) ** 2)
+    )
+    mu = kept * scale
+    assert metrics["mcv_poisson_without_imputation"] == pytest.approx(
+        np.mean(mu - heldout * np.log(mu + 1e-6))
+    )
+    # the held-out molecules themselves, rescaled, would be the best possible prediction of them
+    best = McvSums()
+    add_mcv(best, denoised=heldout / scale, train=kept, test=heldout, target_sum=target_sum, scale=scale)
+    assert mcv_metrics(best)["mcv_mse"] == pytest.approx(0.0, abs=1e-12)
