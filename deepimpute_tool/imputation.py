@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.model import Model
+from deepimpute_tool.model import Dropout, Model
 from deepimpute_tool.options import option, parameters
 
 POLICIES = ("restore", "max", "all")
@@ -37,6 +37,15 @@ class ImputeParameters:
         help="Cells read, imputed and written at a time. Changes no value beyond float32 rounding.",
         default_text="about 64 MiB of counts",
     )
+    uncertainty: int = option(
+        0,
+        minimum=0,
+        label="Dropout samples for uncertainty",
+        help="Also write, for every zero the model fills, the standard deviation of this many predictions "
+        "with hidden units dropped as in training (Monte Carlo dropout), as the layer 'uncertainty'. "
+        "0: none. Costs this many times the prediction.",
+    )
+    seed: int = option(0, label="Random seed", help="Seed of the dropout samples (--uncertainty).")
 
 
 @dataclass(frozen=True)
@@ -94,3 +103,19 @@ def impute_counts(
     imputed = counts.copy()
     imputed[:, target_columns] = apply_policy(counts[:, target_columns], predicted, policy=policy)
     return imputed
+
+
+def prediction_spread(
+    counts: np.ndarray, genes: np.ndarray, model: Model, *, samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Standard deviation over ``samples`` Monte Carlo dropout predictions of the target genes'
+    counts (cells x targets, in the order of ``model.target_genes``), by Welford's running sums."""
+    dropout = Dropout(rate=float(model.parameters.get("dropout", 0.2)), rng=rng)
+    mean = np.zeros((counts.shape[0], model.target_genes.size), np.float64)
+    squares = np.zeros_like(mean)
+    for n in range(1, samples + 1):
+        sample = model.predict_counts(counts, genes, dropout=dropout)
+        delta = sample - mean
+        mean += delta / n
+        squares += delta * (sample - mean)
+    return np.sqrt(squares / max(samples - 1, 1)).astype(np.float32)

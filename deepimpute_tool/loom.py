@@ -37,6 +37,7 @@ MAIN = ""  # the main matrix, as a layer name
 RAW_LAYER = "raw"  # impute: the input's counts
 ORIGINAL_LAYER = "original"  # mask: the true counts
 HELDOUT_LAYER = "heldout"  # mask --protocol mcv: the held-out molecules
+UNCERTAINTY_LAYER = "uncertainty"  # impute --uncertainty: the spread of dropout-sampled predictions
 GENE_ATTRS = ("Gene", "var_names", "gene_names", "gene_ids")
 CELL_ATTRS = ("CellID", "obs_names", "cell_names", "barcodes")
 RESERVED_FILE_ATTRS = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")

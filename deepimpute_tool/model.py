@@ -76,10 +76,25 @@ class SubNetwork:
     W2: np.ndarray
     b2: np.ndarray
 
-    def predict_log(self, inputs: np.ndarray) -> np.ndarray:
-        """Normalised log values of the targets from those of the predictors (cells x genes, float32)."""
+    def predict_log(self, inputs: np.ndarray, *, dropout: Dropout | None = None) -> np.ndarray:
+        """Normalised log values of the targets from those of the predictors (cells x genes, float32);
+        with ``dropout``, one prediction with hidden units dropped as in training."""
         hidden = np.maximum(inputs @ self.W1 + self.b1, 0.0)
+        if dropout is not None:
+            hidden *= dropout.mask(hidden.shape)
         return _softplus(hidden @ self.W2 + self.b2)
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Hidden units dropped at ``rate`` (and the others scaled up), drawn from ``rng``: Monte Carlo dropout."""
+
+    rate: float
+    rng: np.random.Generator
+
+    def mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        keep = 1.0 - self.rate
+        return (self.rng.random(shape, dtype=np.float32) < keep).astype(np.float32) / np.float32(keep)
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
@@ -137,7 +152,9 @@ class Model:
             np.concatenate([g for net in self.subnetworks for g in (net.targets, net.predictors)])
         )
 
-    def predict_counts(self, counts: np.ndarray, gene_names: np.ndarray) -> np.ndarray:
+    def predict_counts(
+        self, counts: np.ndarray, gene_names: np.ndarray, *, dropout: Dropout | None = None
+    ) -> np.ndarray:
         """Predicted counts of the target genes, on the scale of ``counts``.
 
         Parameters
@@ -145,6 +162,9 @@ class Model:
         counts
             Cells x genes raw counts; ``gene_names`` names its columns and must include
             every gene of :attr:`genes`.
+        dropout
+            Sample a prediction with hidden units dropped (Monte Carlo dropout) instead of
+            the deterministic one.
 
         Returns
         -------
@@ -161,7 +181,7 @@ class Model:
             inputs = np.asarray(counts[:, [position[g] for g in net.predictors]], dtype=np.float32)
             if factors is not None:
                 inputs *= factors
-            log_predictions[:, columns] += net.predict_log(np.log1p(inputs, out=inputs))
+            log_predictions[:, columns] += net.predict_log(np.log1p(inputs, out=inputs), dropout=dropout)
         if self._times_predicted is not None:
             log_predictions /= self._times_predicted
         with np.errstate(over="ignore"):  # the caller checks that every prediction is finite

@@ -38,6 +38,7 @@ class MaskedEntries:
     cell_index: np.ndarray
     truth: np.ndarray
     imputed: np.ndarray
+    uncertainty: np.ndarray  # empty when the imputation has no layer 'uncertainty'
 
 
 def concatenate(parts: list[MaskedEntries]) -> MaskedEntries:
@@ -48,11 +49,17 @@ def concatenate(parts: list[MaskedEntries]) -> MaskedEntries:
 
 
 def masked_entries(
-    original: np.ndarray, observed: np.ndarray, imputed: np.ndarray, *, cell_offset: int = 0
+    original: np.ndarray,
+    observed: np.ndarray,
+    imputed: np.ndarray,
+    *,
+    cell_offset: int = 0,
+    uncertainty: np.ndarray | None = None,
 ) -> MaskedEntries:
     """Entries of cells x genes matrices that were positive in ``original`` and zero in ``observed``."""
     cells, genes = np.nonzero((original > 0) & (observed == 0))
-    return MaskedEntries(genes, cells + cell_offset, original[cells, genes], imputed[cells, genes])
+    spread = uncertainty[cells, genes] if uncertainty is not None else np.zeros(0, np.float32)
+    return MaskedEntries(genes, cells + cell_offset, original[cells, genes], imputed[cells, genes], spread)
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,6 +86,10 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
     per_gene = _grouped_mse(entries.gene_index, squared_error, gene_names.size)
     per_cell = _grouped_mse(entries.cell_index, squared_error, cell_names.size)
     scored_genes, scored_cells = ~np.isnan(per_gene), ~np.isnan(per_cell)
+    if entries.uncertainty.size:  # is the spread of the dropout samples a guide to the error?
+        from scipy.stats import spearmanr
+
+        rank_correlation = float(spearmanr(entries.uncertainty, np.sqrt(squared_error)).statistic)
     return {
         "masked_entries": int(truth.size),
         "mse": _mse(truth, imputed),
@@ -87,6 +98,7 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
         "pearson_count_ge2": _pearson(truth[at_least_two], imputed[at_least_two]),
         "masked_entries_count_ge2": int(at_least_two.sum()),
         "mse_without_imputation": _mse(truth, np.zeros_like(truth)),
+        **({"uncertainty_error_spearman": rank_correlation} if entries.uncertainty.size else {}),
         "fraction_filled": float(np.mean(entries.imputed > 0)) if truth.size else float("nan"),
         "per_gene_mse": {
             "median": float(np.median(per_gene[scored_genes])) if scored_genes.any() else float("nan"),
@@ -165,6 +177,11 @@ def summary_table(metrics: dict) -> str:
             ),
             ("Pearson, true count >= 2", f"{metrics['pearson_count_ge2']:.4f}"),
             ("MSE without imputation (all zeros)", f"{metrics['mse_without_imputation']:.4f}"),
+            *(
+                [("rank correlation, uncertainty and error", f"{metrics['uncertainty_error_spearman']:.4f}")]
+                if "uncertainty_error_spearman" in metrics
+                else []
+            ),
             ("median per-gene MSE", f"{metrics['per_gene_mse']['median']:.4f}"),
             ("median per-cell MSE", f"{metrics['per_cell_mse']['median']:.4f}"),
         ]

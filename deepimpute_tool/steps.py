@@ -32,13 +32,20 @@ from deepimpute_tool.errors import DeepImputeError, InputError
 from deepimpute_tool.filtering import FilterParameters, FilterResult, quality_filter_blocks
 from deepimpute_tool.formats import input_kind, read_counts
 from deepimpute_tool.h5ad import H5adWriter
-from deepimpute_tool.imputation import ImputeParameters, ImputeSummary, impute_counts, missing_model_genes
+from deepimpute_tool.imputation import (
+    ImputeParameters,
+    ImputeSummary,
+    impute_counts,
+    missing_model_genes,
+    prediction_spread,
+)
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import (
     HELDOUT_LAYER,
     MAIN,
     ORIGINAL_LAYER,
     RAW_LAYER,
+    UNCERTAINTY_LAYER,
     CellBlock,
     LoomReader,
     LoomWriter,
@@ -269,19 +276,16 @@ def impute_file(
             raise InputError(in_path, problem)
         model_genes, targets = set(model.genes.tolist()), set(model.target_genes.tolist())
         check_unique([g for g in reader.genes if g in model_genes], path=in_path, what="gene names")
-        if RAW_LAYER in reader.layer_names:
-            raise InputError(in_path, f"already has a layer '{RAW_LAYER}': was it imputed already?")
+        for layer in (RAW_LAYER, UNCERTAINTY_LAYER):
+            if layer in reader.layer_names:
+                raise InputError(in_path, f"already has a layer '{layer}': was it imputed already?")
         counts_dtype = reader.count_dtype()
         others = reader.layer_names
-        layout = {
-            "genes": reader.genes,
-            "gene_attrs": reader.gene_attrs(),
-            "layer_dtypes": {
-                MAIN: counts_dtype,
-                RAW_LAYER: counts_dtype,
-                **{n: reader.layer_dtype(n) for n in others},
-            },
-        }
+        layout = reader.layout()
+        layout["layer_dtypes"].update({MAIN: counts_dtype, RAW_LAYER: counts_dtype})
+        if params.uncertainty:
+            layout["layer_dtypes"][UNCERTAINTY_LAYER] = np.dtype(np.float32)
+        spread = _Spread(model, reader.genes, params)
         parameters = {"model": str(model_path), **asdict(params), "model_parameters": model.parameters}
         progress.start()
         with (
@@ -293,7 +297,7 @@ def impute_file(
                 imputed = impute_counts(counts, reader.genes, model, policy=params.policy)
                 # genes the model does not impute are unchanged, so all columns can be counted
                 zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
-                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
+                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts, **spread.of(counts)}
                 writer.append(CellBlock(block.cells, matrices, block.cell_attrs))
                 progress.advance("imputing cells", block.cells.stop, reader.n_cells)
             writer.set_file_attrs({**reader.file_attrs(), **provenance("impute", parameters)})
@@ -308,6 +312,25 @@ def impute_file(
         f"{summary.zeros_filled} zeros filled"
     )
     return summary
+
+
+class _Spread:
+    """The layer 'uncertainty' of a block, when --uncertainty asks for it: the Monte Carlo dropout
+    spread of every zero of the genes the model imputes, 0 elsewhere."""
+
+    def __init__(self, model, genes: np.ndarray, params: ImputeParameters) -> None:
+        self.model, self.genes, self.samples = model, genes, params.uncertainty
+        position = {name: i for i, name in enumerate(genes)}
+        self.columns = np.array([position[g] for g in model.target_genes])
+        self.rng = np.random.default_rng(params.seed)
+
+    def of(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.samples:
+            return {}
+        spread = prediction_spread(counts, self.genes, self.model, samples=self.samples, rng=self.rng)
+        layer = np.zeros(counts.shape, np.float32)
+        layer[:, self.columns] = np.where(counts[:, self.columns] == 0, spread, 0)
+        return {UNCERTAINTY_LAYER: layer}
 
 
 def default_scores_path(in_path: str | os.PathLike) -> Path:
@@ -339,12 +362,14 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
                 in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
             )
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
-        layers = (MAIN, RAW_LAYER, *protocols)
+        spread = [UNCERTAINTY_LAYER] if UNCERTAINTY_LAYER in reader.layer_names else []
+        layers = (MAIN, RAW_LAYER, *protocols, *spread)
         blocks = lambda: reader.blocks(layers=layers, counts=(RAW_LAYER, *protocols))  # noqa: E731
         entries = None
         if ORIGINAL_LAYER in protocols:
             parts = [masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER], _imputed(b, in_path),
-                                    cell_offset=b.cells.start) for b in blocks()]  # fmt: skip
+                                    cell_offset=b.cells.start, uncertainty=b.matrices.get(UNCERTAINTY_LAYER))
+                     for b in blocks()]  # fmt: skip
             entries = concatenate(parts)
             if entries.truth.size == 0:
                 raise InputError(in_path, "has no masked entries (positive in 'original', zero in 'raw')")

@@ -91,3 +91,25 @@ def test_a_prediction_that_overflows_is_an_error_not_infinity(pbmc68k, pbmc68k_m
     with pytest.raises(InputError, match="imputation overflows") as caught:
         impute_counts(dense(pbmc68k.counts)[:20], pbmc68k.genes, model)
     assert caught.value.what is None  # the step names the file
+
+
+def test_uncertainty_is_the_spread_of_dropout_samples_at_every_filled_zero(
+    pbmc68k_model_dir, pbmc68k_model, tmp_path
+):
+    from deepimpute_tool.imputation import prediction_spread
+
+    impute_loom(PBMC68K, pbmc68k_model_dir, tmp_path / "u.loom", uncertainty=8, seed=3)
+    impute_loom(PBMC68K, pbmc68k_model_dir, tmp_path / "again.loom", uncertainty=8, seed=3)
+    with h5py.File(tmp_path / "u.loom", "r") as f, h5py.File(tmp_path / "again.loom", "r") as g:
+        spread, raw = f["layers/uncertainty"][()].T, f["layers/raw"][()].T
+        np.testing.assert_array_equal(spread, g["layers/uncertainty"][()].T)  # seeded
+    data = read_loom(PBMC68K)
+    targets = np.isin(data.genes, pbmc68k_model.target_genes)
+    filled = (raw == 0) & targets[None, :]
+    assert (spread[~filled] == 0).all() and (spread[filled] > 0).mean() > 0.99
+    # the spread of many samples of one cell's prediction matches the layer's order of magnitude
+    many = prediction_spread(raw[:5], data.genes, pbmc68k_model, samples=200, rng=np.random.default_rng(0))
+    column = {g: i for i, g in enumerate(data.genes)}
+    layer = spread[:5][:, [column[g] for g in pbmc68k_model.target_genes]]
+    zero = raw[:5][:, [column[g] for g in pbmc68k_model.target_genes]] == 0
+    assert 0.5 < np.median(layer[zero] / many[zero]) < 2
