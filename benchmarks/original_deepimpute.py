@@ -14,6 +14,7 @@ import pandas as pd
 import reference_loom
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow 2.15's oneDNN aborts on AVX-512 BF16 EPYCs
 
 
 def _epoch_options(parser) -> None:

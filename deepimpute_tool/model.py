@@ -138,6 +138,11 @@ class Model:
         ]
 
     @functools.cached_property
+    def _input_columns(self) -> list[np.ndarray]:
+        """For each sub-network, the columns of :attr:`genes` it reads."""
+        return [np.searchsorted(self.genes, net.predictors) for net in self.subnetworks]
+
+    @functools.cached_property
     def _times_predicted(self) -> np.ndarray | None:
         """How many sub-networks predict each of :attr:`target_genes`; None when each has one."""
         times = np.zeros(self.target_genes.size, np.float32)
@@ -172,16 +177,16 @@ class Model:
         by several sub-networks gets the mean of their normalised log predictions.
         """
         position = {name: i for i, name in enumerate(gene_names)}
+        # the normalised log values of every gene the model reads, once; each sub-network gathers its own
+        log_values = np.asarray(counts[:, [position[g] for g in self.genes]], dtype=np.float32)
         factors = None  # log1p of raw counts: no scaling
         if self.normalisation.method != "log1p":
-            library_sizes = counts[:, [position[g] for g in self.genes]].sum(axis=1)
-            factors = self.normalisation.size_factors(library_sizes)[:, None]
+            factors = self.normalisation.size_factors(log_values.sum(axis=1))[:, None]
+            log_values *= factors
+        np.log1p(log_values, out=log_values)
         log_predictions = np.zeros((counts.shape[0], self.target_genes.size), np.float32)
-        for net, columns in zip(self.subnetworks, self._target_columns):
-            inputs = np.asarray(counts[:, [position[g] for g in net.predictors]], dtype=np.float32)
-            if factors is not None:
-                inputs *= factors
-            log_predictions[:, columns] += net.predict_log(np.log1p(inputs, out=inputs), dropout=dropout)
+        for net, inputs, columns in zip(self.subnetworks, self._input_columns, self._target_columns):
+            log_predictions[:, columns] += net.predict_log(log_values[:, inputs], dropout=dropout)
         if self._times_predicted is not None:
             log_predictions /= self._times_predicted
         with np.errstate(over="ignore"):  # the caller checks that every prediction is finite

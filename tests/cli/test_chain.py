@@ -119,10 +119,15 @@ def test_help_and_version():
         for option in ("--quiet",):
             assert option in text
     train_help = run("deepimpute", "train", "--help").stdout
+    from deepimpute_tool.training import TrainingParameters
+
+    defaults = TrainingParameters()
     for option, default in [
         ("--learning-rate", "0.0001"),
-        ("--coarse-learning-rate", "0.001"),
+        ("--coarse-learning-rate", str(defaults.coarse_learning_rate)),
         ("--coarse-patience", "2"),
+        ("--patience", str(defaults.patience)),
+        ("--max-cells", str(defaults.max_cells)),
         ("--subset-size", "512"),
         ("--subset-split", "equal"),
         ("--ensemble", "1"),

@@ -1,0 +1,165 @@
+"""What users compare imputation tools by, on every shared dataset, for this tool and its peers, in one run.
+
+For each dataset (filtered as accuracy.py filters it) and each method, two imputations:
+
+- on the paper's masking (`deepimpute mask --seed 0`): masked Pearson, and masked MSE at true
+  counts >= 2, on log1p;
+- on molecular cross-validation (`deepimpute mask --protocol mcv --seed 0`, 10% of molecules
+  held out): the MCV MSE and Poisson loss (Open Problems' two forms), and, where the dataset has
+  cell-type labels, ARI and AMI of k-means and of Leiden, for the imputed and the unimputed
+  counts; time and peak memory of this run.
+
+Methods: this tool with its defaults and with each of ``--variants`` (the paper-faithful one by
+default), DeepImpute 1.2 and DCA (``--original-python``: DeepImpute 1.2's environment, where DCA
+also runs, see README.md), MAGIC (``--magic-python``). Every method is scored by `deepimpute
+score` on the same masked Looms.
+
+    python benchmarks/downstream.py --original-python /tmp/di12/bin/python --magic-python /tmp/magic/bin/python
+
+Writes results/downstream.json and results/downstream.png, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from accuracy import DATA, DATASETS, LABELS, deepimpute
+from measure import machine, measure
+
+HERE = Path(__file__).resolve().parent
+PAPER = "--coarse-learning-rate 0 --subset-split remainder"
+MEASURES = ("pearson", "mse_count_ge2", "mcv_mse", "mcv_poisson", "ari", "ami", "ari_leiden", "ami_leiden")
+LOWER_IS_BETTER = ("mse_count_ge2", "mcv_mse", "mcv_poisson")
+
+
+def masked_looms(name: str, work: Path) -> dict[str, Path]:
+    filtered = work / f"{name}.filtered.loom"
+    looms = {"paper": work / f"{name}.masked.loom", "mcv": work / f"{name}.mcv.loom"}
+    if not filtered.exists():
+        measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *DATASETS[name]))
+    if not looms["paper"].exists():
+        measure(deepimpute("mask", str(filtered), str(looms["paper"]), "--seed", "0"))
+    if not looms["mcv"].exists():
+        measure(deepimpute("mask", str(filtered), str(looms["mcv"]), "--protocol", "mcv", "--seed", "0"))
+    return looms
+
+
+def impute(method: str, masked: Path, out: Path, args: argparse.Namespace, variants: dict) -> tuple[float, float]:
+    """Impute ``masked`` into ``out`` with ``method``; (seconds, peak RSS in MB) of the whole of it."""
+    out.unlink(missing_ok=True)
+    if method == "this tool" or method in variants:
+        model = out.with_suffix(".model")
+        shutil.rmtree(model, ignore_errors=True)
+        extra = variants.get(method, "").split()
+        trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *extra))
+        imputed = measure(deepimpute("impute", str(masked), str(model), str(out), "--quiet"))
+        return trained.seconds + imputed.seconds, max(trained.peak_rss_mb, imputed.peak_rss_mb)
+    runner = {"DeepImpute 1.2": "original_deepimpute.py", "MAGIC": "magic_impute.py", "DCA": "dca_impute.py"}[method]
+    python = args.magic_python if method == "MAGIC" else args.original_python
+    result = measure([python, str(HERE / runner), str(masked), str(out), "--cores", "2"])
+    return result.seconds, result.peak_rss_mb
+
+
+def scored(imputed: Path, labels: str | None) -> dict:
+    out = imputed.with_suffix(".scores.json")
+    measure(deepimpute("score", str(imputed), "--output", str(out), "--quiet", *(["--labels", labels] if labels else [])))
+    return json.loads(out.read_text())
+
+
+def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dict:
+    stem = args.work / f"{name}.{method.replace(' ', '_').replace('.', '')}"
+    result: dict = {}
+    try:
+        impute(method, looms["paper"], stem.with_suffix(".paper.loom"), args, variants)
+        paper = scored(stem.with_suffix(".paper.loom"), None)
+        result.update(pearson=paper["pearson"], mse_count_ge2=paper["mse_count_ge2"])
+        seconds, peak = impute(method, looms["mcv"], stem.with_suffix(".mcv.loom"), args, variants)
+        mcv = scored(stem.with_suffix(".mcv.loom"), LABELS.get(name))
+    except RuntimeError as failure:
+        return {**result, "failed": str(failure).strip().splitlines()[-1][-300:]}
+    result.update(mcv_mse=mcv["mcv_mse"], mcv_poisson=mcv["mcv_poisson"], seconds=round(seconds, 1), peak_rss_mb=round(peak))
+    baseline = {"mcv_mse": mcv["mcv_mse_without_imputation"], "mcv_poisson": mcv["mcv_poisson_without_imputation"]}
+    if "clustering" in mcv:
+        for key in ("ari", "ami", "ari_leiden", "ami_leiden"):
+            result[key] = mcv["clustering"]["imputed"][key]
+            baseline[key] = mcv["clustering"]["without_imputation"][key]
+    result["without_imputation"] = baseline
+    return result
+
+
+def table(results: dict) -> str:
+    lines = []
+    for name, methods in results["datasets"].items():
+        lines.append(f"\n{name}")
+        lines.append(f"{'method':<26}" + "".join(f"{m:>14}" for m in (*MEASURES, "seconds", "peak_rss_mb")))
+        baseline = next((m["without_imputation"] for m in methods.values() if "without_imputation" in m), {})
+        rows = {"no imputation": baseline, **methods}
+        for method, figures in rows.items():
+            if "failed" in figures:
+                lines.append(f"{method:<26}failed: {figures['failed'][:100]}")
+                continue
+            cells = [f"{figures[m]:>14.4f}" if m in figures else f"{'-':>14}" for m in (*MEASURES, "seconds", "peak_rss_mb")]
+            lines.append(f"{method:<26}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(results["datasets"])
+    methods = sorted({m for methods in results["datasets"].values() for m in methods})
+    figure, axes = plt.subplots(1, len(MEASURES), figsize=(3.2 * len(MEASURES), 4), sharey=False)
+    for axis, measure_name in zip(axes, MEASURES):
+        for i, method in enumerate(["no imputation", *methods]):
+            values = []
+            for name in datasets:
+                entry = results["datasets"][name].get(method) if method != "no imputation" else next(
+                    (m["without_imputation"] for m in results["datasets"][name].values() if "without_imputation" in m), {}
+                )
+                values.append((entry or {}).get(measure_name, float("nan")))
+            axis.scatter(range(len(datasets)), values, label=method, s=18, marker="os^vD*"[i % 6])
+        axis.set_xticks(range(len(datasets)), datasets, rotation=60, fontsize=7)
+        axis.set_title(measure_name + (" (lower better)" if measure_name in LOWER_IS_BETTER else ""), fontsize=8)
+    axes[0].legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=["this tool", "DeepImpute 1.2", "MAGIC", "DCA"])
+    parser.add_argument("--variants", nargs="*", default=[f"this tool, paper={PAPER}"], metavar="NAME=ARGS")
+    parser.add_argument("--original-python", help="DeepImpute 1.2's environment (also DCA's)")
+    parser.add_argument("--magic-python", help="MAGIC's environment")
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "downstream.json")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    variants = dict(item.split("=", 1) for item in args.variants)
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "variants": variants,
+        "datasets": {},
+    }
+    methods = [args.methods[0], *variants, *args.methods[1:]]
+    for name in args.datasets:
+        looms = masked_looms(name, args.work)
+        results["datasets"][name] = {method: run_method(name, method, looms, args, variants) for method in methods}
+        args.output.write_text(json.dumps(results, indent=1))
+        print(table({"datasets": {name: results["datasets"][name]}}), flush=True)
+    plot(results, args.output.with_suffix(".png"))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
