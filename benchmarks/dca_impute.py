@@ -33,7 +33,11 @@ def _shims() -> None:
     engine.topology = types.SimpleNamespace(Layer=keras.layers.Layer)
     engine.base_layer = types.SimpleNamespace(InputSpec=keras.layers.InputSpec)
     sys.modules.update(
-        {"keras.engine": engine, "keras.engine.topology": engine.topology, "keras.engine.base_layer": engine.base_layer}
+        {
+            "keras.engine": engine,
+            "keras.engine.topology": engine.topology,
+            "keras.engine.base_layer": engine.base_layer,
+        }
     )
     for name in ("tensorflow.contrib", "tensorflow.contrib.opt"):
         sys.modules[name] = types.SimpleNamespace(ScipyOptimizerInterface=None)

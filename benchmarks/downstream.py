@@ -9,8 +9,8 @@ For each dataset (filtered as accuracy.py filters it) and each method, two imput
   cell-type labels, ARI and AMI of k-means and of Leiden, for the imputed and the unimputed
   counts; time and peak memory of this run.
 
-Methods: this tool with its defaults and with each of ``--variants`` (the paper-faithful one by
-default), DeepImpute 1.2 and DCA (``--original-python``: DeepImpute 1.2's environment, where DCA
+Methods: this tool with its defaults and with each of ``--variants`` (NAME=TRAIN ARGS | IMPUTE
+ARGS; by default the paper-faithful training, and the expected fill), DeepImpute 1.2 and DCA (``--original-python``: DeepImpute 1.2's environment, where DCA
 also runs, see README.md), MAGIC (``--magic-python``). Every method is scored by `deepimpute
 score` on the same masked Looms.
 
@@ -32,7 +32,7 @@ from accuracy import DATA, DATASETS, LABELS, deepimpute
 from measure import machine, measure
 
 HERE = Path(__file__).resolve().parent
-PAPER = "--coarse-learning-rate 0 --subset-split remainder"
+PAPER = "--coarse-learning-rate 0 --patience 5 --subset-split remainder --max-cells 0"
 MEASURES = ("pearson", "mse_count_ge2", "mcv_mse", "mcv_poisson", "ari", "ami", "ari_leiden", "ami_leiden")
 LOWER_IS_BETTER = ("mse_count_ge2", "mcv_mse", "mcv_poisson")
 
@@ -49,17 +49,23 @@ def masked_looms(name: str, work: Path) -> dict[str, Path]:
     return looms
 
 
-def impute(method: str, masked: Path, out: Path, args: argparse.Namespace, variants: dict) -> tuple[float, float]:
+def impute(
+    method: str, masked: Path, out: Path, args: argparse.Namespace, variants: dict
+) -> tuple[float, float]:
     """Impute ``masked`` into ``out`` with ``method``; (seconds, peak RSS in MB) of the whole of it."""
     out.unlink(missing_ok=True)
     if method == "this tool" or method in variants:
         model = out.with_suffix(".model")
         shutil.rmtree(model, ignore_errors=True)
-        extra = variants.get(method, "").split()
-        trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *extra))
-        imputed = measure(deepimpute("impute", str(masked), str(model), str(out), "--quiet"))
+        train_args, _, impute_args = variants.get(method, "").partition("|")
+        trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *train_args.split()))
+        imputed = measure(
+            deepimpute("impute", str(masked), str(model), str(out), "--quiet", *impute_args.split())
+        )
         return trained.seconds + imputed.seconds, max(trained.peak_rss_mb, imputed.peak_rss_mb)
-    runner = {"DeepImpute 1.2": "original_deepimpute.py", "MAGIC": "magic_impute.py", "DCA": "dca_impute.py"}[method]
+    runner = {"DeepImpute 1.2": "original_deepimpute.py", "MAGIC": "magic_impute.py", "DCA": "dca_impute.py"}[
+        method
+    ]
     python = args.magic_python if method == "MAGIC" else args.original_python
     result = measure([python, str(HERE / runner), str(masked), str(out), "--cores", "2"])
     return result.seconds, result.peak_rss_mb
@@ -67,7 +73,11 @@ def impute(method: str, masked: Path, out: Path, args: argparse.Namespace, varia
 
 def scored(imputed: Path, labels: str | None) -> dict:
     out = imputed.with_suffix(".scores.json")
-    measure(deepimpute("score", str(imputed), "--output", str(out), "--quiet", *(["--labels", labels] if labels else [])))
+    measure(
+        deepimpute(
+            "score", str(imputed), "--output", str(out), "--quiet", *(["--labels", labels] if labels else [])
+        )
+    )
     return json.loads(out.read_text())
 
 
@@ -82,8 +92,16 @@ def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dic
         mcv = scored(stem.with_suffix(".mcv.loom"), LABELS.get(name))
     except RuntimeError as failure:
         return {**result, "failed": str(failure).strip().splitlines()[-1][-300:]}
-    result.update(mcv_mse=mcv["mcv_mse"], mcv_poisson=mcv["mcv_poisson"], seconds=round(seconds, 1), peak_rss_mb=round(peak))
-    baseline = {"mcv_mse": mcv["mcv_mse_without_imputation"], "mcv_poisson": mcv["mcv_poisson_without_imputation"]}
+    result.update(
+        mcv_mse=mcv["mcv_mse"],
+        mcv_poisson=mcv["mcv_poisson"],
+        seconds=round(seconds, 1),
+        peak_rss_mb=round(peak),
+    )
+    baseline = {
+        "mcv_mse": mcv["mcv_mse_without_imputation"],
+        "mcv_poisson": mcv["mcv_poisson_without_imputation"],
+    }
     if "clustering" in mcv:
         for key in ("ari", "ami", "ari_leiden", "ami_leiden"):
             result[key] = mcv["clustering"]["imputed"][key]
@@ -103,7 +121,10 @@ def table(results: dict) -> str:
             if "failed" in figures:
                 lines.append(f"{method:<26}failed: {figures['failed'][:100]}")
                 continue
-            cells = [f"{figures[m]:>14.4f}" if m in figures else f"{'-':>14}" for m in (*MEASURES, "seconds", "peak_rss_mb")]
+            cells = [
+                f"{figures[m]:>14.4f}" if m in figures else f"{'-':>14}"
+                for m in (*MEASURES, "seconds", "peak_rss_mb")
+            ]
             lines.append(f"{method:<26}" + "".join(cells))
     return "\n".join(lines)
 
@@ -121,23 +142,41 @@ def plot(results: dict, path: Path) -> None:
         for i, method in enumerate(["no imputation", *methods]):
             values = []
             for name in datasets:
-                entry = results["datasets"][name].get(method) if method != "no imputation" else next(
-                    (m["without_imputation"] for m in results["datasets"][name].values() if "without_imputation" in m), {}
+                entry = (
+                    results["datasets"][name].get(method)
+                    if method != "no imputation"
+                    else next(
+                        (
+                            m["without_imputation"]
+                            for m in results["datasets"][name].values()
+                            if "without_imputation" in m
+                        ),
+                        {},
+                    )
                 )
                 values.append((entry or {}).get(measure_name, float("nan")))
             axis.scatter(range(len(datasets)), values, label=method, s=18, marker="os^vD*"[i % 6])
         axis.set_xticks(range(len(datasets)), datasets, rotation=60, fontsize=7)
-        axis.set_title(measure_name + (" (lower better)" if measure_name in LOWER_IS_BETTER else ""), fontsize=8)
+        axis.set_title(
+            measure_name + (" (lower better)" if measure_name in LOWER_IS_BETTER else ""), fontsize=8
+        )
     axes[0].legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--methods", nargs="+", default=["this tool", "DeepImpute 1.2", "MAGIC", "DCA"])
-    parser.add_argument("--variants", nargs="*", default=[f"this tool, paper={PAPER}"], metavar="NAME=ARGS")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[f"this tool, paper={PAPER}", "this tool, expected fill=| --fill expected"],
+        metavar="NAME=ARGS",
+    )
     parser.add_argument("--original-python", help="DeepImpute 1.2's environment (also DCA's)")
     parser.add_argument("--magic-python", help="MAGIC's environment")
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -154,7 +193,9 @@ def main() -> None:
     methods = [args.methods[0], *variants, *args.methods[1:]]
     for name in args.datasets:
         looms = masked_looms(name, args.work)
-        results["datasets"][name] = {method: run_method(name, method, looms, args, variants) for method in methods}
+        results["datasets"][name] = {
+            method: run_method(name, method, looms, args, variants) for method in methods
+        }
         args.output.write_text(json.dumps(results, indent=1))
         print(table({"datasets": {name: results["datasets"][name]}}), flush=True)
     plot(results, args.output.with_suffix(".png"))

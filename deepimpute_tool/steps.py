@@ -294,7 +294,7 @@ def impute_file(
         ):
             for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
                 counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
-                imputed = impute_counts(counts, reader.genes, model, policy=params.policy)
+                imputed = impute_counts(counts, reader.genes, model, policy=params.policy, fill=params.fill)
                 # genes the model does not impute are unchanged, so all columns can be counted
                 zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
                 matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts, **spread.of(counts)}

@@ -113,3 +113,22 @@ def test_uncertainty_is_the_spread_of_dropout_samples_at_every_filled_zero(
     layer = spread[:5][:, [column[g] for g in pbmc68k_model.target_genes]]
     zero = raw[:5][:, [column[g] for g in pbmc68k_model.target_genes]] == 0
     assert 0.5 < np.median(layer[zero] / many[zero]) < 2
+
+
+def test_the_expected_fill_is_the_poisson_mean_whose_positive_values_average_the_prediction():
+    from deepimpute_tool.imputation import expected_from_detected
+
+    detected = np.array([0.2, 1.0, 1.3, 2.0, 5.0, 40.0], np.float32)
+    mu = expected_from_detected(detected).astype(np.float64)
+    assert mu[0] == mu[1] == 0 and np.all(np.diff(mu[1:]) > 0) and np.all(mu[:-1] < detected[:-1])
+    np.testing.assert_allclose(mu[2:] / -np.expm1(-mu[2:]), detected[2:], rtol=1e-5)
+    np.testing.assert_allclose(mu[-1], 40.0, rtol=1e-6)  # a gene always detected keeps its value
+
+
+def test_the_expected_fill_keeps_observed_counts_and_lowers_every_fill(pbmc68k, pbmc68k_model):
+    counts = dense(pbmc68k.counts)
+    detected = impute_counts(counts, pbmc68k.genes, pbmc68k_model)
+    expected = impute_counts(counts, pbmc68k.genes, pbmc68k_model, fill="expected")
+    np.testing.assert_array_equal(expected[counts > 0], counts[counts > 0])
+    filled = (counts == 0) & (detected > 0)
+    assert np.all(expected[filled] <= detected[filled]) and (expected[filled] < detected[filled]).mean() > 0.9
