@@ -45,7 +45,7 @@ class TrainingParameters:
     project's benchmarks this takes about half the epochs of the paper's single phase at the
     same or better masked accuracy. ``coarse_learning_rate=0, patience=5`` trains as the paper.
 
-    Third, training draws at most ``max_cells`` cells (50,000), so that its time stops growing
+    Third, training draws at most ``max_cells`` cells (100,000), so that its time stops growing
     with atlas-sized data; imputation covers every cell.
 
     Second, the targets are split into as many subsets as the paper's (``ceil(targets /
@@ -77,12 +77,13 @@ class TrainingParameters:
         "imputation always covers every cell.",
     )
     max_cells: int = option(
-        50_000,
+        100_000,
         minimum=0,
         label="Most cells to train on",
         help="Train on at most this many cells, drawn at random; imputation always covers every cell. "
-        "Beyond it, training time stops growing with the data (benchmarks: masked accuracy against "
-        "training cells). 0: every cell.",
+        "Beyond it, training time stops growing with the data. Masked accuracy still rose from 5,000 "
+        "to 10,000 training cells on the largest dataset measured, and 100,000 train in minutes. "
+        "0: every cell.",
     )
     subset_size: int = option(
         512,
