@@ -30,7 +30,7 @@ def write_resampled(
     n_genes: int | None = None,
     keep: float = 0.9,
     seed: int = 0,
-    block_cells: int = 50_000,
+    block_bytes: int = 256 * 2**20,
 ) -> Path:
     """Write ``n_cells`` thinned copies of cells of ``source`` (its ``n_genes`` most detected genes)."""
     if output.exists():
@@ -44,6 +44,7 @@ def write_resampled(
     partial = output.with_name(output.name + ".partial")
     partial.unlink(missing_ok=True)
     layout = {"genes": genes, "gene_attrs": {}, "layer_dtypes": {MAIN: np.dtype(np.float32)}}
+    block_cells = max(1, block_bytes // (4 * len(genes)))  # a dense float32 block of about block_bytes
     with LoomWriter.create(partial, **layout) as writer:
         for start in range(0, n_cells, block_cells):
             size = min(block_cells, n_cells - start)
