@@ -252,14 +252,21 @@ class LoomReader:
                 cell_attrs = {"CellID": self.cells[cells], **self.cell_attrs(cells)}
             yield CellBlock(cells, matrices, cell_attrs)
 
-    def read_dataset(self, *, layers: bool = True, chunk_cells: int | None = None) -> Dataset:
-        """The whole file as a sparse :class:`Dataset`, memory checked as it grows."""
+    def read_dataset(
+        self, *, layers: bool = True, chunk_cells: int | None = None, cells: np.ndarray | None = None
+    ) -> Dataset:
+        """The file (its ``cells``, indices in order, if given) as a sparse :class:`Dataset`, memory
+        checked as it grows."""
         names = (MAIN, *self.layer_names) if layers else (MAIN,)
         parts: dict[str, list[sp.csr_matrix]] = {name: [] for name in names}
+        keep = None
+        if cells is not None:
+            keep = np.zeros(self.n_cells, bool)
+            keep[cells] = True
         held = 0
         for block in self.blocks(layers=names, counts=(MAIN,), chunk_cells=chunk_cells):
             for name, values in block.matrices.items():
-                part = sp.csr_matrix(values)
+                part = sp.csr_matrix(values if keep is None else values[keep[block.cells]])
                 held += part.data.nbytes + part.indices.nbytes + part.indptr.nbytes
                 parts[name].append(part)
             require_memory(held, path=self.path, what=f"holding the matrix ({held} bytes so far)")
@@ -269,12 +276,13 @@ class LoomReader:
                 return sp.csr_matrix((0, self.n_genes), dtype=self._layers[name].dtype)
             return sp.csr_matrix(sp.vstack(blocks, format="csr"))
 
+        chosen = slice(None) if cells is None else cells
         return Dataset(
             counts=stack(parts[MAIN], MAIN),
             genes=self.genes,
-            cells=self.cells,
+            cells=self.cells[chosen],
             gene_attrs=self.gene_attrs(),
-            cell_attrs=self.cell_attrs(),
+            cell_attrs={name: values[chosen] for name, values in self.cell_attrs().items()},
             layers={name: stack(parts[name], name) for name in names if name != MAIN},
             file_attrs=self.file_attrs(),
         )

@@ -224,17 +224,29 @@ def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) 
 
 def train_file(in_path, model_path, *, params: TrainingParameters, progress: Progress) -> None:
     """Train on a Loom (or any supported input) and write the model directory or zip."""
-    from deepimpute_tool.training import train
+    from deepimpute_tool.training import choose_training_cells, train
 
     output = model_output(model_path)
     check_outputs([output], inputs=[in_path])
-    hint = "; try --cell-fraction or --max-genes"
+    hint = "; try --cell-fraction, --max-cells or --max-genes"
+    sample, rng = None, np.random.default_rng(params.seed)
     with about(in_path, memory_hint=hint):
         with memory_guard():
-            dataset = read_counts(in_path)
-            require_cells_and_genes(dataset, in_path)
+            if input_kind(in_path) == "loom":  # only the cells training uses are read
+                with LoomReader.open(in_path) as reader:
+                    if reader.n_cells == 0 or reader.n_genes == 0:
+                        raise InputError(
+                            in_path, f"the matrix is empty ({reader.n_genes} genes x {reader.n_cells} cells)"
+                        )
+                    check_unique(reader.cells, path=in_path, what="cell IDs")
+                    sample = choose_training_cells(reader.n_cells, reader.n_genes, params, rng)
+                    dataset = reader.read_dataset(layers=False, cells=sample.chosen)
+            else:
+                dataset = read_counts(in_path)
+                require_cells_and_genes(dataset, in_path)
             check_unique(dataset.genes, path=in_path, what="gene names")
-        progress.message(f"training on {dataset.n_genes} genes x {dataset.n_cells} cells from {in_path}")
+        progress.message(f"training on {dataset.n_genes} genes x {sample.n_cells if sample else dataset.n_cells} "
+                         f"cells from {in_path}")  # fmt: skip
 
         def on_epoch(epoch: int, values: dict) -> None:
             progress.advance(
@@ -247,7 +259,15 @@ def train_file(in_path, model_path, *, params: TrainingParameters, progress: Pro
             )
 
         progress.start()
-        model = train(dataset.counts, dataset.genes, params=params, log=progress.message, on_epoch=on_epoch)
+        model = train(
+            dataset.counts,
+            dataset.genes,
+            params=params,
+            log=progress.message,
+            on_epoch=on_epoch,
+            sample=sample,
+            rng=rng,
+        )
     if output.kind == FILE:
         with atomic_file(model_path) as temporary:
             model.save_zip(temporary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -217,26 +217,31 @@ class TrainingParameters:
         return [final]
 
 
-def _training_cells(counts: sp.csr_matrix, params: TrainingParameters, rng, log) -> sp.csr_matrix:
-    """The cells to train on: ``cell_fraction`` of them, at most ``max_cells``, and no more than a dense
-    copy of TRAINING_MATRIX_BYTES holds (over every detected gene), drawn at random in one draw."""
-    n_cells = counts.shape[0]
+@dataclass(frozen=True)
+class TrainingCells:
+    """The cells of an input that training uses (``chosen``, sorted; None: every one), and why."""
+
+    chosen: np.ndarray | None
+    n_cells: int
+    reason: str = ""
+
+    @property
+    def n_train(self) -> int:
+        return self.n_cells if self.chosen is None else self.chosen.size
+
+
+def choose_training_cells(
+    n_cells: int, n_genes: int, params: TrainingParameters, rng: np.random.Generator
+) -> TrainingCells:
+    """``cell_fraction`` of the cells, at most ``max_cells``, and no more than a dense copy of
+    TRAINING_MATRIX_BYTES holds, drawn at random in one draw (no draw when every cell is used)."""
     fraction = params.cell_fraction
     limits = {"--cell-fraction": min(round(fraction * n_cells) if fraction <= 1 else int(fraction), n_cells)}
     if params.max_cells > 0:
         limits["--max-cells"] = params.max_cells
-    detected_genes = int((np.diff(sp.csc_matrix(counts).indptr) > 0).sum())
-    limits["memory"] = max(TRAINING_MATRIX_BYTES // (4 * max(detected_genes, 1)), 1)
+    limits["memory"] = max(TRAINING_MATRIX_BYTES // (4 * max(n_genes, 1)), 1)
     reason = min(limits, key=limits.get)
     n_train = min(n_cells, limits[reason])
-    if n_train < n_cells:
-        counts = counts[np.sort(rng.choice(n_cells, n_train, replace=False))]
-        why = {
-            "--cell-fraction": "--cell-fraction",
-            "--max-cells": f"--max-cells {params.max_cells}",
-            "memory": f"a dense copy of {detected_genes} genes within {TRAINING_MATRIX_BYTES // 2**20} MiB",
-        }[reason]
-        log(f"training on {n_train} of {n_cells} cells, drawn at random ({why}); imputation covers all")
     minimum_cells = int(np.ceil(2 / params.validation_fraction))
     if n_train < minimum_cells:
         raise InputError(
@@ -245,7 +250,14 @@ def _training_cells(counts: sp.csr_matrix, params: TrainingParameters, rng, log)
             f"{params.validation_fraction:.0%} of them ({params.validation_fraction * minimum_cells:.0f}) "
             "can be held out for early stopping",
         )
-    return counts
+    if n_train == n_cells:
+        return TrainingCells(None, n_cells)
+    why = {
+        "--cell-fraction": "--cell-fraction",
+        "--max-cells": f"--max-cells {params.max_cells}",
+        "memory": f"a dense copy of {n_genes} genes within {TRAINING_MATRIX_BYTES // 2**20} MiB",
+    }[reason]
+    return TrainingCells(np.sort(rng.choice(n_cells, n_train, replace=False)), n_cells, why)
 
 
 def train(
@@ -255,13 +267,15 @@ def train(
     params: TrainingParameters,
     log: Callable[[str], None] = lambda message: None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    sample: TrainingCells | None = None,
+    rng: np.random.Generator | None = None,
 ) -> Model:
     """Train a DeepImpute model on a cells x genes count matrix.
 
     Parameters
     ----------
     counts
-        Raw counts, cells x genes.
+        Raw counts, cells x genes: every cell of the input, or, with ``sample``, the cells it chose.
     genes
         Gene names (unique), one per column.
     params
@@ -270,10 +284,20 @@ def train(
         Receives progress messages.
     on_epoch
         Called after each epoch with its number and losses.
+    sample, rng
+        The cells :func:`choose_training_cells` chose and the generator it drew them with, when the
+        caller read only those cells; by default they are chosen here from ``counts``.
     """
-    rng = np.random.default_rng(params.seed)
-    n_cells = counts.shape[0]
-    counts = _training_cells(sp.csr_matrix(counts, dtype=np.float32), params, rng, log)
+    rng = np.random.default_rng(params.seed) if rng is None else rng
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    if sample is None:
+        sample = choose_training_cells(counts.shape[0], counts.shape[1], params, rng)
+        if sample.chosen is not None:
+            counts = counts[sample.chosen]
+    if sample.chosen is not None:
+        log(f"training on {sample.n_train} of {sample.n_cells} cells, drawn at random ({sample.reason}); "
+            "imputation covers all")  # fmt: skip
+    n_cells = sample.n_cells
 
     vmr = variance_mean_ratio(counts)
     targets = select_targets(counts, min_vmr=params.min_vmr, max_genes=params.max_genes, vmr=vmr)

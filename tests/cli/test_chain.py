@@ -118,7 +118,7 @@ def test_help_and_version():
         assert text.startswith(f"Usage: deepimpute-{step}")
         for option in ("--quiet",):
             assert option in text
-    train_help = run("deepimpute", "train", "--help").stdout
+    train_help = " ".join(run("deepimpute", "train", "--help").stdout.split())
     from deepimpute_tool.training import TrainingParameters
 
     defaults = TrainingParameters()
