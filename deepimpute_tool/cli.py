@@ -186,7 +186,7 @@ def split_command(input_path, outdir, quiet, **options):
     Each chunk records its place, so `merge` restores the cell order whatever order the
     imputed chunks come back in. An existing OUTDIR is replaced only if it holds chunks alone.
     """
-    from deepimpute_tool.steps import split_file
+    from deepimpute_tool.workflow import split_file
 
     split_file(
         input_path, outdir, params=from_options(SplitParameters, options), progress=Progress(quiet=quiet)
@@ -199,7 +199,7 @@ def split_command(input_path, outdir, quiet, **options):
 @quiet_option
 def merge_command(output, chunks, quiet):
     """Merge the chunks made by `split` (after `impute`) back into one Loom, in the original cell order."""
-    from deepimpute_tool.steps import merge_files
+    from deepimpute_tool.workflow import merge_files
 
     merge_files(list(chunks), output, progress=Progress(quiet=quiet))
 
@@ -225,7 +225,7 @@ def run_command(input_path, outdir, quiet, **options):
     score options apply with --evaluate.
     """
     from deepimpute_tool.scoring import summary_table
-    from deepimpute_tool.steps import run_chain
+    from deepimpute_tool.workflow import run_chain
 
     metrics = run_chain(
         input_path,

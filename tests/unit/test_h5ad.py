@@ -10,7 +10,8 @@ import pytest
 
 from deepimpute_tool.imputation import ImputeParameters
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps import convert_file, impute_file, merge_files, split_file
+from deepimpute_tool.steps import impute_file
+from deepimpute_tool.workflow import convert_file, merge_files, split_file
 from tests.helpers import PBMC68K, read_matrix
 
 
