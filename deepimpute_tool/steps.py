@@ -67,6 +67,17 @@ from deepimpute_tool.scoring import (
 )
 from deepimpute_tool.training import TrainingParameters
 
+# The files of `deepimpute run`'s output folder.
+RUN_FILES = {
+    "filtered": "filtered.loom",
+    "masked": "masked.loom",
+    "model": "model",
+    "imputed": "imputed.loom",
+    "imputed_h5ad": "imputed.h5ad",
+    "scores": "scores.json",
+    "plots": "plots",
+}
+
 MODEL_WHAT = "a model written by 'deepimpute train' (nor an empty folder)"
 
 

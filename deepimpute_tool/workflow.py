@@ -1,7 +1,7 @@
 """The steps made of other steps or of whole-file copies: split, merge, convert and ``run``.
 
 Like :mod:`deepimpute_tool.steps`, each checks its outputs before reading anything and writes
-under a temporary name; this module owns the file names of ``run``'s output folder.
+under a temporary name; the names of ``run``'s files come from ``steps.RUN_FILES``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from deepimpute_tool.outputs import DIRECTORY, FOLDER, Output, atomic_directory,
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import ScoreParameters
 from deepimpute_tool.steps import (
+    RUN_FILES,
     about,
     created,
     filter_file,
@@ -100,17 +101,6 @@ def merge_files(chunk_paths: list, out_path, *, progress: Progress) -> None:
         provenance_of_merge = provenance("merge", {"chunks": len(ordered)})
         writer.set_file_attrs({**attrs, **provenance_of_merge, MERGED_ATTR: str(len(ordered))})
     progress.message(f"merged {len(ordered)} chunks ({n_cells} cells) into {out_path}")
-
-
-RUN_FILES = {
-    "filtered": "filtered.loom",
-    "masked": "masked.loom",
-    "model": "model",
-    "imputed": "imputed.loom",
-    "imputed_h5ad": "imputed.h5ad",
-    "scores": "scores.json",
-    "plots": "plots",
-}
 
 
 def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskParameters | None,
