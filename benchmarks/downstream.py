@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -82,14 +83,15 @@ def scored(imputed: Path, labels: str | None) -> dict:
 
 
 def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dict:
-    stem = args.work / f"{name}.{method.replace(' ', '_').replace('.', '')}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", method).strip("_")
+    imputed = {kind: args.work / f"{name}.{slug}.{kind}.loom" for kind in looms}
     result: dict = {}
     try:
-        impute(method, looms["paper"], stem.with_suffix(".paper.loom"), args, variants)
-        paper = scored(stem.with_suffix(".paper.loom"), None)
+        impute(method, looms["paper"], imputed["paper"], args, variants)
+        paper = scored(imputed["paper"], None)
         result.update(pearson=paper["pearson"], mse_count_ge2=paper["mse_count_ge2"])
-        seconds, peak = impute(method, looms["mcv"], stem.with_suffix(".mcv.loom"), args, variants)
-        mcv = scored(stem.with_suffix(".mcv.loom"), LABELS.get(name))
+        seconds, peak = impute(method, looms["mcv"], imputed["mcv"], args, variants)
+        mcv = scored(imputed["mcv"], LABELS.get(name))
     except RuntimeError as failure:
         return {**result, "failed": str(failure).strip().splitlines()[-1][-300:]}
     result.update(
