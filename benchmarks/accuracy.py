@@ -28,9 +28,11 @@ DATASETS = {
     "pbmc68k_reduced": ["--min-genes", "0", "--min-cells", "10"],
     "celltypist_sample": ["--min-genes", "0", "--min-cells", "10"],
     "tenx_v3_small": ["--min-genes", "0", "--min-cells", "10"],
+    "pbmc_small": ["--min-genes", "0", "--min-cells", "10"],
 }
 DEFAULT_DATASETS = ["pbmc3k", "mouse1m_10k"]
-LABELS = {"pbmc68k_reduced": "CellType"}  # scored for the paper's clustering metrics too
+# Datasets with cell-type labels, scored for the paper's clustering metrics too.
+LABELS = {"pbmc68k_reduced": "CellType", "pbmc_small": "CellType"}
 CLUSTERING = ("ari", "ami", "fmi", "silhouette")
 
 

@@ -16,7 +16,8 @@ score` on the same masked Looms.
 
     python benchmarks/downstream.py --original-python /tmp/di12/bin/python --magic-python /tmp/magic/bin/python
 
-Writes results/downstream.json and results/downstream.png, and prints a table.
+Writes results/downstream.json and results/downstream.png, and prints a table. A dataset run
+again (``--datasets``) replaces its own entry in the JSON; the others are kept.
 """
 
 from __future__ import annotations
@@ -186,12 +187,11 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     variants = dict(item.split("=", 1) for item in args.variants)
-    results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "variants": variants,
-        "datasets": {},
-    }
+    # A dataset run again replaces its own entry; the others are kept.
+    results = json.loads(args.output.read_text()) if args.output.exists() else {"datasets": {}}
+    results.update(
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine(), variants=variants
+    )
     methods = [args.methods[0], *variants, *args.methods[1:]]
     for name in args.datasets:
         looms = masked_looms(name, args.work)
