@@ -6,8 +6,6 @@ changed its input in place would fail the test instead of every test after it.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ from deepimpute_tool.model import Model
 from deepimpute_tool.training import TrainingParameters, train
 from tests.helpers import PBMC68K, PBMC_SMALL, QUICK
 
-EXIT_STATUS = pytest.StashKey[int]()
 KINDS = {"unit": "unit", "cli": "cli", "integration": "integration"}
 
 
@@ -39,26 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, KINDS[parts[0]]))
         if parts[0] == "integration":
             item.add_marker(getattr(pytest.mark, parts[1]))
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[EXIT_STATUS] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave without the interpreter's teardown, once every report is written.
-
-    After a session that trained with TensorFlow in this process and ran the integration tier,
-    CI's Python died of a segmentation fault with no fault-handler traceback, which pytest prints
-    for a crash inside a test: the crash came after pytest had finished, in the teardown of the
-    interpreter, and it lost the buffered summary and turned the run's status into 139.
-    Nothing is left to do at that point but flush and exit with pytest's own status.
-    """
-    if EXIT_STATUS in config.stash:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(config.stash[EXIT_STATUS])
 
 
 def _frozen(dataset: Dataset) -> Dataset:
