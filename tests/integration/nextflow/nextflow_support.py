@@ -146,7 +146,11 @@ class Pipeline:
         import jpype.imports
 
         if not jpype.isJVMStarted():
-            jpype.startJVM(classpath=[language_server_jar()])
+            # The JVM runs inside pytest's process and takes over its main thread's stack with the
+            # size of -Xss (1 MiB by default): after the Nextflow tests, scipy's LU inside
+            # scikit-learn's PCA (the clustering unit tests) died of SIGSEGV in the JVM's handler.
+            # With -Xss16m, larger than the 8 MiB main stack, it runs (tests/unit after this tier).
+            jpype.startJVM("-Xss16m", classpath=[language_server_jar()])
         java = jpype.JPackage("java")
         from nextflow.lsp.file import FileCache
         from nextflow.lsp.services import LanguageServerConfiguration
