@@ -114,22 +114,27 @@ def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dic
 
 
 def table(results: dict) -> str:
+    """A Markdown table per dataset: the unimputed counts, then every method."""
+    columns = (*MEASURES, "seconds", "peak_rss_mb")
     lines = []
     for name, methods in results["datasets"].items():
-        lines.append(f"\n{name}")
-        lines.append(f"{'method':<26}" + "".join(f"{m:>14}" for m in (*MEASURES, "seconds", "peak_rss_mb")))
+        lines += [
+            f"\n{name}\n",
+            "| method | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
         baseline = next((m["without_imputation"] for m in methods.values() if "without_imputation" in m), {})
-        rows = {"no imputation": baseline, **methods}
-        for method, figures in rows.items():
+        for method, figures in {"no imputation": baseline, **methods}.items():
             if "failed" in figures:
-                lines.append(f"{method:<26}failed: {figures['failed'][:100]}")
+                lines.append(f"| {method} | failed: {figures['failed'][:100]} |")
                 continue
-            cells = [
-                f"{figures[m]:>14.4f}" if m in figures else f"{'-':>14}"
-                for m in (*MEASURES, "seconds", "peak_rss_mb")
-            ]
-            lines.append(f"{method:<26}" + "".join(cells))
+            cells = [_figure(m, figures[m]) if m in figures else "-" for m in columns]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _figure(column: str, value: float) -> str:
+    return {"seconds": f"{value:.1f}", "peak_rss_mb": f"{value:,.0f}"}.get(column, f"{value:.4f}")
 
 
 def plot(results: dict, path: Path) -> None:
