@@ -102,14 +102,21 @@ def expected_from_detected(detected: np.ndarray) -> np.ndarray:
     """The Poisson mean whose positive values average ``detected``: mu with mu / (1 - exp(-mu)) = detected.
 
     0 where ``detected`` <= 1 (a Poisson's positive values average at least 1); Newton's method
-    from below, which converges monotonically on this concave equation.
+    from below, which converges monotonically on this concave equation, on those entries only
+    and until no entry moves by more than float32 could show.
     """
     v = np.asarray(detected, dtype=np.float64)
-    mu = np.where(v > 1, np.minimum(2 * (v - 1), v), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):  # where v <= 1, mu stays 0
+    mu = np.zeros(v.shape)
+    solve = v > 1
+    x = v[solve]
+    m = np.minimum(2 * (x - 1), x)
+    with np.errstate(invalid="ignore", divide="ignore"):
         for _ in range(30):
-            step = (mu - v * -np.expm1(-mu)) / (1 - v * np.exp(-mu))
-            mu = np.where(v > 1, np.maximum(mu - np.nan_to_num(step), 0.0), 0.0)
+            step = np.nan_to_num((m - x * -np.expm1(-m)) / (1 - x * np.exp(-m)))
+            m = np.maximum(m - step, 0.0)
+            if not (np.abs(step) > 1e-9 * np.maximum(m, 1.0)).any():
+                break
+    mu[solve] = m
     return mu.astype(np.asarray(detected).dtype)
 
 
