@@ -66,19 +66,13 @@ def test_chain_outputs(chain):
     assert sorted(p.name for p in (work / "model").iterdir()) == ["model.json", "weights.npz"]
 
 
+def run_on_pbmc_small(out, *options):
+    """`deepimpute run` on pbmc_small into ``out``, with tiny training and ``options``."""
+    return run("deepimpute", "run", PBMC_SMALL, out, "--min-genes", "10", *options, *TINY_TRAINING)
+
+
 def test_run_does_the_whole_chain(tmp_path):
-    result = run(
-        "deepimpute",
-        "run",
-        PBMC_SMALL,
-        tmp_path / "out",
-        "--min-genes",
-        "10",
-        "--evaluate",
-        "--cells-per-gene",
-        "2",
-        *TINY_TRAINING,
-    )
+    result = run_on_pbmc_small(tmp_path / "out", "--evaluate", "--cells-per-gene", "2")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["filtered.loom", "imputed.loom", "masked.loom", "model", "plots", "scores.json"]
     assert "MSE (log1p)" in result.stdout
@@ -87,17 +81,7 @@ def test_run_does_the_whole_chain(tmp_path):
 def test_run_writes_anndata_when_asked(tmp_path):
     import anndata
 
-    run(
-        "deepimpute",
-        "run",
-        PBMC_SMALL,
-        tmp_path / "out",
-        "--min-genes",
-        "10",
-        "--output-format",
-        "h5ad",
-        *TINY_TRAINING,
-    )
+    run_on_pbmc_small(tmp_path / "out", "--output-format", "h5ad")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["filtered.loom", "imputed.h5ad", "model"]
     adata = anndata.read_h5ad(tmp_path / "out" / "imputed.h5ad")
     assert adata.n_vars == 230 and "counts" in adata.layers and "deepimpute_impute" in adata.uns
