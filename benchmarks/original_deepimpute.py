@@ -22,13 +22,27 @@ def _epoch_options(parser) -> None:
     parser.add_argument("--patience", type=int, default=5)
 
 
+def unique(names) -> list[str]:
+    """Names with the second and later copies of a name suffixed -1, -2, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        copies = seen.get(name, 0)
+        seen[name] = copies + 1
+        out.append(name if copies == 0 else f"{name}-{copies}")
+    return out
+
+
 def main() -> None:
     args = reference_loom.arguments(__doc__, _epoch_options)
 
     from deepimpute.multinet import MultiNet
 
     data = reference_loom.read(args.input)
-    frame = pd.DataFrame(data["counts"], index=data["cells"], columns=data["genes"])
+    genes = unique(
+        data["genes"]
+    )  # DeepImpute 1.2 refuses repeated gene names; this tool's filter suffixes them too
+    frame = pd.DataFrame(data["counts"], index=data["cells"], columns=genes)
 
     started = time.perf_counter()
     model = MultiNet(
@@ -39,7 +53,7 @@ def main() -> None:
     imputed = model.predict(frame)
     finished = time.perf_counter()
 
-    reference_loom.write(args.output, data, imputed.loc[data["cells"], data["genes"]].to_numpy())
+    reference_loom.write(args.output, data, imputed.loc[data["cells"], genes].to_numpy())
     reference_loom.report_times(trained - started, finished - trained, model.trained_epochs)
 
 
