@@ -30,7 +30,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from accuracy import DATA, DATASETS, LABELS, deepimpute
+from accuracy import DATASETS, LABELS, deepimpute, prepare
 from measure import machine, measure
 
 HERE = Path(__file__).resolve().parent
@@ -40,13 +40,10 @@ LOWER_IS_BETTER = ("mse_count_ge2", "mcv_mse", "mcv_poisson")
 
 
 def masked_looms(name: str, work: Path) -> dict[str, Path]:
-    filtered = work / f"{name}.filtered.loom"
-    looms = {"paper": work / f"{name}.masked.loom", "mcv": work / f"{name}.mcv.loom"}
-    if not filtered.exists():
-        measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *DATASETS[name]))
-    if not looms["paper"].exists():
-        measure(deepimpute("mask", str(filtered), str(looms["paper"]), "--seed", "0"))
+    """The dataset filtered and masked as accuracy.py does ("paper"), and split for MCV ("mcv")."""
+    looms = {"paper": prepare(name, DATASETS[name], work), "mcv": work / f"{name}.mcv.loom"}
     if not looms["mcv"].exists():
+        filtered = work / f"{name}.filtered.loom"
         measure(deepimpute("mask", str(filtered), str(looms["mcv"]), "--protocol", "mcv", "--seed", "0"))
     return looms
 

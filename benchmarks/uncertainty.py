@@ -1,6 +1,6 @@
 """Is `impute --uncertainty` informative? The rank correlation of the spread with the error.
 
-For each dataset (filtered and masked as downstream.py does, the paper's masking, seed 0): train
+For each dataset (filtered and masked as accuracy.py does, the paper's masking, seed 0): train
 with the defaults, impute with `--uncertainty N` (N predictions with hidden units dropped, as in
 training), and let `deepimpute score` report, at the masked entries, the Spearman correlation
 between the spread of the N predictions and the absolute error of the imputed value. Also the
@@ -20,27 +20,25 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from accuracy import DATASETS, deepimpute
-from downstream import masked_looms
+from accuracy import DATASETS, deepimpute, prepare
 from measure import machine, measure
 
 HERE = Path(__file__).resolve().parent
 
 
 def run(name: str, work: Path, samples: int) -> dict:
-    masked = masked_looms(name, work)["paper"]
+    masked = prepare(name, DATASETS[name], work)
     model = work / f"{name}.uncertainty.model"
     shutil.rmtree(model, ignore_errors=True)
     measure(deepimpute("train", str(masked), str(model), "--quiet"))
     seconds = {}
+    outputs = {label: work / f"{name}.uncertainty.{label}.loom" for label in ("plain", "with_uncertainty")}
     for label, extra in (("plain", []), ("with_uncertainty", ["--uncertainty", str(samples)])):
-        out = work / f"{name}.uncertainty.{label}.loom"
-        out.unlink(missing_ok=True)
-        seconds[label] = measure(
-            deepimpute("impute", str(masked), str(model), str(out), "--quiet", *extra)
-        ).seconds
+        outputs[label].unlink(missing_ok=True)
+        impute = deepimpute("impute", str(masked), str(model), str(outputs[label]), "--quiet", *extra)
+        seconds[label] = measure(impute).seconds
     scores = work / f"{name}.uncertainty.scores.json"
-    measure(deepimpute("score", str(out), "--output", str(scores), "--quiet"))
+    measure(deepimpute("score", str(outputs["with_uncertainty"]), "--output", str(scores), "--quiet"))
     metrics = json.loads(scores.read_text())
     return {
         "uncertainty_error_spearman": round(metrics["uncertainty_error_spearman"], 4),

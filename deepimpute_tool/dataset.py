@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -154,7 +155,15 @@ def make_unique(names: np.ndarray) -> np.ndarray:
     return result
 
 
-def require_cells_and_genes(dataset: Dataset, path: str | os.PathLike) -> None:
+class CountsShape(Protocol):
+    """What :func:`require_cells_and_genes` checks: a :class:`Dataset`, or a Loom not yet read."""
+
+    n_cells: int
+    n_genes: int
+    cells: np.ndarray
+
+
+def require_cells_and_genes(dataset: CountsShape, path: str | os.PathLike) -> None:
     """Raise :class:`InputError` for an empty matrix or repeated cell IDs."""
     if dataset.n_cells == 0 or dataset.n_genes == 0:
         raise InputError(path, f"the matrix is empty ({dataset.n_genes} genes x {dataset.n_cells} cells)")

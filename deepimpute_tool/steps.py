@@ -236,11 +236,7 @@ def train_file(in_path, model_path, *, params: TrainingParameters, progress: Pro
         with memory_guard():
             if input_kind(in_path) == "loom":  # only the cells training uses are read
                 with LoomReader.open(in_path) as reader:
-                    if reader.n_cells == 0 or reader.n_genes == 0:
-                        raise InputError(
-                            in_path, f"the matrix is empty ({reader.n_genes} genes x {reader.n_cells} cells)"
-                        )
-                    check_unique(reader.cells, path=in_path, what="cell IDs")
+                    require_cells_and_genes(reader, in_path)
                     sample = choose_training_cells(reader.n_cells, reader.n_genes, params, rng)
                     dataset = reader.read_dataset(layers=False, cells=sample.chosen)
             else:
