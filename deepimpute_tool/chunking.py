@@ -14,7 +14,6 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.options import option, parameters
 
 CHUNK_ATTR = "deepimpute_chunk"
-MERGED_ATTR = "deepimpute_merged_chunks"
 CHUNK_FILE = re.compile(r".+\.chunk\d{4,}\.loom")
 
 

@@ -1,8 +1,10 @@
 """The ``deepimpute`` command line: one subcommand per step, each also a stand-alone executable.
 
-It only parses, calls :mod:`deepimpute_tool.steps` and reports. Options come from the
-parameter classes of the steps (:func:`deepimpute_tool.options.click_options`); every error
-a step raises, and every bad option, is one line on standard error and exit code 2.
+It only parses, calls the step modules (:mod:`deepimpute_tool.steps`) and reports. Options come
+from the parameter classes of the steps (:func:`deepimpute_tool.options.click_options`); every
+error a step raises, and every bad option, is one line on standard error and exit code 2, with
+options spelled as the surface that runs the command spells them (``DEEPIMPUTE_SURFACE``:
+``cli`` by default; the Nextflow modules and the Galaxy tools set theirs).
 """
 
 from __future__ import annotations
@@ -20,37 +22,29 @@ from deepimpute_tool.errors import EXIT_CODE, DeepImputeError
 from deepimpute_tool.filtering import FilterParameters
 from deepimpute_tool.imputation import ImputeParameters
 from deepimpute_tool.masking import MaskParameters
-from deepimpute_tool.options import click_options, from_options, option, parameters
+from deepimpute_tool.options import SPELLINGS, click_options, from_options, spellings
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.scoring import ScoreParameters
+from deepimpute_tool.scoring import ScoreParameters, summary_table
+from deepimpute_tool.steps.filter import filter_file
+from deepimpute_tool.steps.impute import impute_file
+from deepimpute_tool.steps.mask import mask_file
+from deepimpute_tool.steps.merge import merge_files
+from deepimpute_tool.steps.run import OutputParameters, RunParameters, run_chain
+from deepimpute_tool.steps.score import score_file
+from deepimpute_tool.steps.split import split_file
+from deepimpute_tool.steps.train import train_file
 from deepimpute_tool.training import TrainingParameters
 
-OUTPUT_FORMATS = ("loom", "h5ad")
+SURFACE_VARIABLE = "DEEPIMPUTE_SURFACE"
 
 
-@parameters
-class RunParameters:
-    """Options of ``run`` itself, besides those of the steps it chains."""
-
-    evaluate: bool = option(
-        False,
-        label="Measure accuracy",
-        help="Also measure accuracy: mask before training, score after imputing.",
-    )
+def _surface() -> str:
+    surface = os.environ.get(SURFACE_VARIABLE, "cli")
+    return surface if surface in SPELLINGS else "cli"
 
 
-@parameters
-class OutputParameters:
-    """The format of the imputed output where a step names it (run, the Galaxy tools, the pipeline)."""
-
-    output_format: str = option(
-        "loom",
-        choices=OUTPUT_FORMATS,
-        choice_labels=("Loom (genes as rows)", "AnnData h5ad (for scanpy)"),
-        label="Format of the imputed output",
-        help="loom, or h5ad for scanpy: imputed counts in X, the input's counts in layers['counts'], "
-        "annotations in obs/var, provenance in uns.",
-    )
+def _progress(quiet: bool) -> Progress:
+    return Progress(quiet=quiet, spelling=spellings(_surface()))
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -83,11 +77,7 @@ def filter_command(input_path, output, quiet, **options):
     the first row and column. It must hold raw counts. OUT is a Loom of the cells and genes
     that pass; repeated gene names are made unique.
     """
-    from deepimpute_tool.steps import filter_file
-
-    filter_file(
-        input_path, output, params=from_options(FilterParameters, options), progress=Progress(quiet=quiet)
-    )
+    filter_file(input_path, output, params=from_options(FilterParameters, options), progress=_progress(quiet))
 
 
 @cli.command("mask")
@@ -103,11 +93,7 @@ def mask_command(input_path, output, quiet, **options):
     probabilities from that curve and set to zero. OUT's main matrix holds the masked
     counts and its layer 'original' the true ones, which `score` uses after `impute`.
     """
-    from deepimpute_tool.steps import mask_file
-
-    mask_file(
-        input_path, output, params=from_options(MaskParameters, options), progress=Progress(quiet=quiet)
-    )
+    mask_file(input_path, output, params=from_options(MaskParameters, options), progress=_progress(quiet))
 
 
 @cli.command("train")
@@ -123,11 +109,7 @@ def train_command(input_path, model, quiet, **options):
     history and versions. Loading it executes nothing from it. An existing MODEL is replaced
     only if it is a model (or an empty folder).
     """
-    from deepimpute_tool.steps import train_file
-
-    train_file(
-        input_path, model, params=from_options(TrainingParameters, options), progress=Progress(quiet=quiet)
-    )
+    train_file(input_path, model, params=from_options(TrainingParameters, options), progress=_progress(quiet))
 
 
 @cli.command("impute")
@@ -144,10 +126,8 @@ def impute_command(input_path, model, output, quiet, **options):
     other layers are kept. Genes the model does not impute are copied unchanged. An OUT
     ending in .h5ad is AnnData: imputed counts in X, IN's counts in layers['counts'].
     """
-    from deepimpute_tool.steps import impute_file
-
     params = from_options(ImputeParameters, options)
-    impute_file(input_path, model, output, params=params, progress=Progress(quiet=quiet))
+    impute_file(input_path, model, output, params=params, progress=_progress(quiet))
 
 
 @cli.command("score")
@@ -166,11 +146,8 @@ def score_command(input_path, output, plots, quiet, **options):
     MSE and Pearson correlation on log1p counts (the paper's metrics), MSE where the true
     count is at least 2, per-gene and per-cell MSE, and with --labels the clustering scores.
     """
-    from deepimpute_tool.scoring import summary_table
-    from deepimpute_tool.steps import score_file
-
     params = from_options(ScoreParameters, options)
-    metrics = score_file(input_path, output, params=params, plots=plots, progress=Progress(quiet=quiet))
+    metrics = score_file(input_path, output, params=params, plots=plots, progress=_progress(quiet))
     if not quiet:
         click.echo(summary_table(metrics))
 
@@ -186,11 +163,7 @@ def split_command(input_path, outdir, quiet, **options):
     Each chunk records its place, so `merge` restores the cell order whatever order the
     imputed chunks come back in. An existing OUTDIR is replaced only if it holds chunks alone.
     """
-    from deepimpute_tool.workflow import split_file
-
-    split_file(
-        input_path, outdir, params=from_options(SplitParameters, options), progress=Progress(quiet=quiet)
-    )
+    split_file(input_path, outdir, params=from_options(SplitParameters, options), progress=_progress(quiet))
 
 
 @cli.command("merge")
@@ -199,9 +172,8 @@ def split_command(input_path, outdir, quiet, **options):
 @quiet_option
 def merge_command(output, chunks, quiet):
     """Merge the chunks made by `split` (after `impute`) back into one Loom, in the original cell order."""
-    from deepimpute_tool.workflow import merge_files
 
-    merge_files(list(chunks), output, progress=Progress(quiet=quiet))
+    merge_files(list(chunks), output, progress=_progress(quiet))
 
 
 @cli.command("run")
@@ -224,9 +196,6 @@ def run_command(input_path, outdir, quiet, **options):
     masked.loom, scores.json and plots/ (the score is of imputed.loom, which is kept). Mask and
     score options apply with --evaluate.
     """
-    from deepimpute_tool.scoring import summary_table
-    from deepimpute_tool.workflow import run_chain
-
     metrics = run_chain(
         input_path,
         outdir,
@@ -236,7 +205,7 @@ def run_command(input_path, outdir, quiet, **options):
         imputing=from_options(ImputeParameters, options),
         scoring=from_options(ScoreParameters, options),
         output_format=options["output_format"],
-        progress=Progress(quiet=quiet),
+        progress=_progress(quiet),
     )
     if metrics is not None and not quiet:
         click.echo(summary_table(metrics))
@@ -267,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except DeepImputeError as error:
-        _fail(str(error))
+        _fail(error.spelled(spellings(_surface())))
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("kmeans", "leiden")
 HIGHLY_VARIABLE = 2000
 NEIGHBOURS = 15
 

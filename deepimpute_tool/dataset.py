@@ -8,6 +8,7 @@ otherwise, so that an observed count is never rounded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ class Dataset:
     @property
     def n_genes(self) -> int:
         return self.counts.shape[1]
+
+    def read_dataset(self, *, layers: bool = True, cells: np.ndarray | None = None) -> Dataset:
+        """Its ``cells`` (indices, in order; all if None), with its layers if ``layers``: what
+        :meth:`deepimpute_tool.loom.LoomReader.read_dataset` reads of a Loom, so that a step
+        takes either as the source of its counts."""
+        chosen = self if cells is None else self.subset(cells=cells)
+        return chosen if layers else dataclasses.replace(chosen, layers={})
 
     def subset(self, *, cells: np.ndarray | None = None, genes: np.ndarray | None = None) -> Dataset:
         """Rows (cells) and columns (genes) picked by boolean masks or index arrays."""
@@ -155,15 +163,19 @@ def make_unique(names: np.ndarray) -> np.ndarray:
     return result
 
 
-class CountsShape(Protocol):
-    """What :func:`require_cells_and_genes` checks: a :class:`Dataset`, or a Loom not yet read."""
+class CountsSource(Protocol):
+    """An opened input (:func:`deepimpute_tool.formats.open_input`): a :class:`Dataset` in
+    memory, or a Loom whose cells are read on demand."""
 
     n_cells: int
     n_genes: int
+    genes: np.ndarray
     cells: np.ndarray
 
+    def read_dataset(self, *, layers: bool = True, cells: np.ndarray | None = None) -> Dataset: ...
 
-def require_cells_and_genes(dataset: CountsShape, path: str | os.PathLike) -> None:
+
+def require_cells_and_genes(dataset: CountsSource, path: str | os.PathLike) -> None:
     """Raise :class:`InputError` for an empty matrix or repeated cell IDs."""
     if dataset.n_cells == 0 or dataset.n_genes == 0:
         raise InputError(path, f"the matrix is empty ({dataset.n_genes} genes x {dataset.n_cells} cells)")

@@ -60,19 +60,6 @@ class FilterResult:
         )
 
 
-def quality_filter(
-    counts: sp.csr_matrix,
-    *,
-    min_genes: int = 200,
-    min_counts: int = 0,
-    min_cells: int = 3,
-) -> FilterResult:
-    """Cells and genes that pass quality control, as boolean masks (see :func:`quality_filter_blocks`)."""
-    return quality_filter_blocks(
-        [counts], n_genes=counts.shape[1], min_genes=min_genes, min_counts=min_counts, min_cells=min_cells
-    )
-
-
 def quality_filter_blocks(
     blocks: Iterable[np.ndarray | sp.spmatrix],
     *,

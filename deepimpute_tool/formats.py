@@ -8,9 +8,11 @@ through :func:`deepimpute_tool.hdf5.open_hdf5`, which refuses references outside
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -54,45 +56,40 @@ def _compressed_sparse(handle: h5py.File, group: h5py.Group, *, shape: tuple[int
     return kind((data, indices, indptr), shape=shape)
 
 
-def _read_h5ad(path: Path) -> Dataset:
+def _read_h5ad(handle: h5py.File, path: Path) -> Dataset:
     try:
         from anndata.io import read_elem
     except ImportError:  # anndata < 0.11
         from anndata.experimental import read_elem
 
-    with open_hdf5(path, kind="h5ad") as handle:
-        try:
-            names = {}
-            for axis in ("obs", "var"):
-                group = handle[axis]
-                index_name = group.attrs.get("_index", "_index")
-                index_name = index_name.decode() if isinstance(index_name, bytes) else str(index_name)
-                item = dataset(handle, f"{axis}/{index_name}", path=path)
-                check_fully_stored(item, path=path)
-                names[axis] = read_strings(item, path=path)
-            shape = (names["obs"].size, names["var"].size)
-            x = handle["X"]
-            if isinstance(x, h5py.Dataset):
-                if x.shape != shape or x.dtype.kind not in "iuf":
-                    raise InputError(path, f"X is {x.shape} {x.dtype}; expected numbers of shape {shape}")
-                require_memory(x.size * 8, path=path, what="X")
-                counts = sp.csr_matrix(np.asarray(x[()]))
-            else:
-                encoding = x.attrs.get("encoding-type", b"")
-                encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
-                declared = tuple(int(n) for n in x.attrs.get("shape", ()))
-                if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
-                    raise InputError(
-                        path, f"X is a {encoding or 'group'} of shape {declared}, expected {shape}"
-                    )
-                counts = _compressed_sparse(
-                    handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix"
-                )
-            annotations = {axis: read_elem(handle[axis]) for axis in ("obs", "var")}
-        except DeepImputeError:
-            raise
-        except (KeyError, TypeError, ValueError, OSError, AttributeError) as error:
-            raise InputError(path, f"cannot be read as h5ad: {error}") from None
+    try:
+        names = {}
+        for axis in ("obs", "var"):
+            group = handle[axis]
+            index_name = group.attrs.get("_index", "_index")
+            index_name = index_name.decode() if isinstance(index_name, bytes) else str(index_name)
+            item = dataset(handle, f"{axis}/{index_name}", path=path)
+            check_fully_stored(item, path=path)
+            names[axis] = read_strings(item, path=path)
+        shape = (names["obs"].size, names["var"].size)
+        x = handle["X"]
+        if isinstance(x, h5py.Dataset):
+            if x.shape != shape or x.dtype.kind not in "iuf":
+                raise InputError(path, f"X is {x.shape} {x.dtype}; expected numbers of shape {shape}")
+            require_memory(x.size * 8, path=path, what="X")
+            counts = sp.csr_matrix(np.asarray(x[()]))
+        else:
+            encoding = x.attrs.get("encoding-type", b"")
+            encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+            declared = tuple(int(n) for n in x.attrs.get("shape", ()))
+            if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
+                raise InputError(path, f"X is a {encoding or 'group'} of shape {declared}, expected {shape}")
+            counts = _compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
+        annotations = {axis: read_elem(handle[axis]) for axis in ("obs", "var")}
+    except DeepImputeError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, AttributeError) as error:
+        raise InputError(path, f"cannot be read as h5ad: {error}") from None
     return Dataset(
         counts=as_counts(sp.csr_matrix(counts), path=path),
         genes=names["var"],
@@ -113,31 +110,30 @@ def _plain_columns(frame) -> dict[str, np.ndarray]:
     return found
 
 
-def _read_10x_h5(path: Path) -> Dataset:
-    with open_hdf5(path, kind="10x Genomics HDF5") as handle:
-        try:
-            if "matrix" in handle:  # Cell Ranger 3 and later
-                group, genes_at, ids_at = handle["matrix"], "matrix/features/name", "matrix/features/id"
-            else:  # Cell Ranger 2: one group per genome
-                genome = next(iter(handle.keys()))
-                group, genes_at, ids_at = handle[genome], f"{genome}/gene_names", f"{genome}/genes"
-            shape_item = dataset(handle, f"{group.name}/shape", path=path)
-            n_genes, n_cells = (int(n) for n in shape_item[()])
-            genes = read_strings(dataset(handle, genes_at, path=path), path=path)
-            accessions = read_strings(dataset(handle, ids_at, path=path), path=path)
-            cells = read_strings(dataset(handle, f"{group.name}/barcodes", path=path), path=path)
-            if (genes.size, cells.size, accessions.size) != (n_genes, n_cells, n_genes):
-                raise InputError(
-                    path,
-                    f"declares {n_genes} genes x {n_cells} cells but names {genes.size} genes and {cells.size} cells",
-                )
-            matrix = _compressed_sparse(handle, group, shape=(n_genes, n_cells), path=path, by_rows=False)
-        except DeepImputeError:
-            raise
-        except (KeyError, TypeError, ValueError, OSError, StopIteration) as error:
+def _read_10x_h5(handle: h5py.File, path: Path) -> Dataset:
+    try:
+        if "matrix" in handle:  # Cell Ranger 3 and later
+            group, genes_at, ids_at = handle["matrix"], "matrix/features/name", "matrix/features/id"
+        else:  # Cell Ranger 2: one group per genome
+            genome = next(iter(handle.keys()))
+            group, genes_at, ids_at = handle[genome], f"{genome}/gene_names", f"{genome}/genes"
+        shape_item = dataset(handle, f"{group.name}/shape", path=path)
+        n_genes, n_cells = (int(n) for n in shape_item[()])
+        genes = read_strings(dataset(handle, genes_at, path=path), path=path)
+        accessions = read_strings(dataset(handle, ids_at, path=path), path=path)
+        cells = read_strings(dataset(handle, f"{group.name}/barcodes", path=path), path=path)
+        if (genes.size, cells.size, accessions.size) != (n_genes, n_cells, n_genes):
             raise InputError(
-                path, f"is HDF5 but not a Loom, h5ad or 10x Genomics matrix file ({error})"
-            ) from None
+                path,
+                f"declares {n_genes} genes x {n_cells} cells but names {genes.size} genes and {cells.size} cells",
+            )
+        matrix = _compressed_sparse(handle, group, shape=(n_genes, n_cells), path=path, by_rows=False)
+    except DeepImputeError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, StopIteration) as error:
+        raise InputError(
+            path, f"is HDF5 but not a Loom, h5ad or 10x Genomics matrix file ({error})"
+        ) from None
     return Dataset(
         counts=as_counts(sp.csr_matrix(matrix.T), path=path),
         genes=genes,
@@ -265,27 +261,13 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
     return Dataset(counts=counts, genes=genes, cells=cells)
 
 
-def input_kind(path: str | os.PathLike) -> str:
-    """``loom``, ``h5ad``, ``10x-h5``, ``10x-folder`` or ``table``: what :func:`read_counts` takes ``path`` for."""
-    path = Path(path)
-    if path.is_dir():
-        return "10x-folder"
-    require_file(path)
-    if path.name.lower().endswith(TABLE_SUFFIXES):
-        return "table"
-    with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
-        keys = set(handle.keys())
-    if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
-        return "loom"
-    if "X" in keys and "obs" in keys and "var" in keys:
-        return "h5ad"
-    if keys:
-        return "10x-h5"
-    raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+@contextlib.contextmanager
+def open_input(path: str | os.PathLike, *, orientation: str = "auto") -> Iterator[LoomReader | Dataset]:
+    """Open any supported input, once: a Loom as a :class:`LoomReader`, which reads blocks of
+    cells on demand; h5ad, 10x HDF5, a 10x folder and CSV/TSV read whole into a :class:`Dataset`.
 
-
-def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Dataset:
-    """Read counts from Loom, h5ad, a 10x folder, 10x HDF5, or CSV/TSV.
+    Either has ``n_cells``, ``n_genes``, ``genes``, ``cells`` and ``read_dataset(layers=,
+    cells=)``, so a step that needs no more treats every format alike.
 
     Parameters
     ----------
@@ -296,10 +278,26 @@ def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Datase
         is taken as genes).
     """
     path = Path(path)
-    kind = input_kind(path)
-    if kind == "loom":
-        with LoomReader.open(path) as reader:
-            return reader.read_dataset()
-    if kind == "table":
-        return _read_table(path, orientation=orientation)
-    return {"h5ad": _read_h5ad, "10x-h5": _read_10x_h5, "10x-folder": _read_10x_dir}[kind](path)
+    if path.is_dir():
+        yield _read_10x_dir(path)
+        return
+    require_file(path)
+    if path.name.lower().endswith(TABLE_SUFFIXES):
+        yield _read_table(path, orientation=orientation)
+        return
+    with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
+        keys = set(handle.keys())
+        if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+            yield LoomReader.of(handle, path)
+        elif "X" in keys and "obs" in keys and "var" in keys:
+            yield _read_h5ad(handle, path)
+        elif keys:
+            yield _read_10x_h5(handle, path)
+        else:
+            raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+
+
+def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Dataset:
+    """Read counts from Loom, h5ad, a 10x folder, 10x HDF5, or CSV/TSV, whole (see :func:`open_input`)."""
+    with open_input(path, orientation=orientation) as source:
+        return source.read_dataset()

@@ -8,7 +8,7 @@ import numpy as np
 
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.model import Dropout, Model
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 
 POLICIES = ("restore", "max", "all")
 FILLS = ("detected", "expected")
@@ -59,7 +59,7 @@ class ImputeParameters:
         "with hidden units dropped as in training (Monte Carlo dropout), as the layer 'uncertainty'. "
         "0: none. Costs this many times the prediction.",
     )
-    seed: int = option(0, label="Random seed", help="Seed of the dropout samples (--uncertainty).")
+    seed: int = shared_option("seed")
 
 
 @dataclass(frozen=True)
@@ -157,3 +157,19 @@ def prediction_spread(
         mean += delta / n
         squares += delta * (sample - mean)
     return np.sqrt(squares / max(samples - 1, 1)).astype(np.float32)
+
+
+def uncertainty_layer(
+    counts: np.ndarray, genes: np.ndarray, model: Model, *, samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The layer 'uncertainty' of a block of cells (cells x genes, float32): the Monte Carlo dropout
+    spread (:func:`prediction_spread`) at every zero of the genes the model imputes, 0 elsewhere.
+
+    ``rng`` goes on from block to block, so blocks of any size draw one stream.
+    """
+    position = {name: i for i, name in enumerate(genes)}
+    columns = np.array([position[g] for g in model.target_genes])
+    spread = prediction_spread(counts, genes, model, samples=samples, rng=rng)
+    layer = np.zeros(counts.shape, np.float32)
+    layer[:, columns] = np.where(counts[:, columns] == 0, spread, 0)
+    return layer

@@ -22,7 +22,6 @@ MAX_NAME_CHARACTERS = 1024  # a gene name or a cell ID
 MAX_TEXT_BYTES = 65536  # one value of any other text attribute
 MAX_MODEL_JSON_BYTES = 256 * 2**20
 MAX_WEIGHTS_BYTES = 8 * 2**30
-MAX_JSON_DEPTH = 64
 BLOCK_BYTES = 64 * 2**20  # a dense block of cells read or written at a time
 GUARD_HEADROOM = 1.0  # the guard allows this many times the available memory, plus what is mapped
 

@@ -36,8 +36,8 @@ from deepimpute_tool.limits import BLOCK_BYTES, MAX_TEXT_BYTES, require_memory
 MAIN = ""  # the main matrix, as a layer name
 RAW_LAYER = "raw"  # impute: the input's counts
 ORIGINAL_LAYER = "original"  # mask: the true counts
-HELDOUT_LAYER = "heldout"  # mask --protocol mcv: the held-out molecules
-UNCERTAINTY_LAYER = "uncertainty"  # impute --uncertainty: the spread of dropout-sampled predictions
+HELDOUT_LAYER = "heldout"  # masking by molecular cross-validation: the held-out molecules
+UNCERTAINTY_LAYER = "uncertainty"  # imputing with uncertainty: the spread of dropout-sampled predictions
 GENE_ATTRS = ("Gene", "var_names", "gene_names", "gene_ids")
 CELL_ATTRS = ("CellID", "obs_names", "cell_names", "barcodes")
 RESERVED_FILE_ATTRS = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")
@@ -135,23 +135,24 @@ class LoomReader:
         """Open a Loom file read-only; every way it can be unusable becomes :class:`InputError`."""
         path = Path(path)
         with open_hdf5(path, kind="Loom") as handle:
-            if "matrix" not in handle:
-                raise InputError(path, "is HDF5 but not a Loom file: it has no /matrix")
-            try:
-                reader = cls(handle, path)
-            except DeepImputeError:
-                raise
-            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
-                raise InputError(path, f"cannot be read as Loom (truncated or damaged?): {error}") from None
-            yield reader
+            yield cls.of(handle, path)
+
+    @classmethod
+    def of(cls, handle: h5py.File, path: Path) -> LoomReader:
+        """The Loom in ``handle``, an HDF5 file opened by :func:`~deepimpute_tool.hdf5.open_hdf5`."""
+        if "matrix" not in handle:
+            raise InputError(path, "is HDF5 but not a Loom file: it has no /matrix")
+        try:
+            return cls(handle, path)
+        except DeepImputeError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+            raise InputError(path, f"cannot be read as Loom (truncated or damaged?): {error}") from None
 
     @property
     def layer_names(self) -> list[str]:
         """Layers besides the main matrix."""
         return [name for name in self._layers if name != MAIN]
-
-    def layer_dtype(self, name: str) -> np.dtype:
-        return self._layers[name].dtype
 
     def layout(self) -> dict:
         """What a writer needs to make a file of this one's genes and layers (with their types)."""

@@ -21,7 +21,7 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 
 PROTOCOLS = ("paper", "mcv")
 
@@ -45,8 +45,8 @@ class MaskParameters:
         ),
         label="Protocol",
         galaxy=False,  # the Galaxy score tool's figures are of masked entries
-        help="paper: hide --cells-per-gene positive entries per gene, kept in the layer 'original'; "
-        "mcv: split every count's molecules at random, --mcv-fraction of them into the layer 'heldout'.",
+        help="paper: hide ⟨cells_per_gene⟩ positive entries per gene, kept in the layer 'original'; "
+        "mcv: split every count's molecules at random, ⟨mcv_fraction⟩ of them into the layer 'heldout'.",
     )
     mcv_fraction: float = option(
         0.1,
@@ -56,9 +56,9 @@ class MaskParameters:
         max_open=True,
         label="Molecules held out (mcv)",
         galaxy=False,
-        help="With --protocol mcv: the fraction of each count's molecules held out (Open Problems: 0.1).",
+        help="With ⟨protocol⟩ mcv: the fraction of each count's molecules held out (Open Problems: 0.1).",
     )
-    seed: int = option(0, label="Random seed", help="Seed of every random draw.")
+    seed: int = shared_option("seed")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def mask_counts(counts: sp.csr_matrix, *, cells_per_gene: int = 10, seed: int = 
     if not (np.diff(columns.indptr) >= 2 * cells_per_gene).any():
         raise InputError(
             None,
-            f"no gene has {2 * cells_per_gene} positive counts to mask {cells_per_gene} of (--cells-per-gene)",
+            f"no gene has {2 * cells_per_gene} positive counts to mask {cells_per_gene} of (⟨cells_per_gene⟩)",
         )
     model = fit_dropout_model(columns)
     rng = np.random.default_rng(seed)

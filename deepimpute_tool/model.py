@@ -10,7 +10,7 @@ A model directory holds two files:
     Plain float32 arrays, four per sub-network (``W1``, ``b1``, ``W2``, ``b2``), read with
     ``allow_pickle=False``.
 
-A gene may be the target of several sub-networks (``deepimpute train --ensemble``); its
+A gene may be the target of several sub-networks (training's ``ensemble`` option); its
 prediction is then the mean of their normalised log predictions. Format version 2 allows
 this; version 1 models, whose genes each have one sub-network, load unchanged.
 

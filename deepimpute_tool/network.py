@@ -136,7 +136,7 @@ def configure_tensorflow(*, cores: int, device: str, seed: int):
                 pass
         gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
-        raise DeviceError("--device gpu", "TensorFlow sees no GPU; use --device auto or cpu")
+        raise DeviceError("⟨device⟩ gpu", "TensorFlow sees no GPU; use ⟨device⟩ auto or cpu")
     name = "/GPU:0" if gpus and device in ("auto", "gpu") else "/CPU:0"
     tf.random.set_seed(seed)
     return tf, name

@@ -10,6 +10,11 @@ Adding an option is adding a field (and using it)::
 
     patience: int = option(5, minimum=1, label="Early stopping patience (epochs)",
                            help="Stop a sub-network after this many epochs without improving.")
+
+An option of several steps (the seed) is declared once, in :data:`SHARED`, and used with
+:func:`shared_option`; two different declarations of one name are refused when the second
+class is made. Messages below the edges name options with
+:func:`deepimpute_tool.errors.option_name`; :func:`spellings` says how each surface spells them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 import click
 
-from deepimpute_tool.errors import ParameterError
+from deepimpute_tool.errors import ParameterError, option_name, spell
 
 METADATA_KEY = "deepimpute_option"
 SECTIONS = ("main", "advanced")
@@ -81,6 +86,26 @@ def option(default: Any, **declaration: Any) -> Any:
     return dataclasses.field(default=default, metadata={METADATA_KEY: Option(**declaration)})
 
 
+# options of several steps: name -> (default, declaration)
+SHARED: dict[str, tuple[Any, Option]] = {
+    "seed": (
+        0,
+        Option(
+            section="advanced",
+            label="Random seed",
+            help="Seed of every random draw of the step (masking, training cells and weights, "
+            "dropout samples, clustering); the same seed gives the same result.",
+        ),
+    ),
+}
+
+
+def shared_option(name: str) -> Any:
+    """The field of the option ``name`` of :data:`SHARED`, for every step that has it."""
+    default, declaration = SHARED[name]
+    return dataclasses.field(default=default, metadata={METADATA_KEY: declaration})
+
+
 @dataclass(frozen=True)
 class Declared:
     """One option of a parameter class: its field with the type and declaration resolved."""
@@ -119,35 +144,68 @@ def _plain_type(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-def flag_of(cls: type, name: str) -> str:
-    """The flag of option ``name`` of ``cls`` (for messages that name it)."""
-    return next(d.flag for d in declared(cls) if d.name == name)
-
-
 def from_options(cls: type, values: Mapping[str, Any]):
     """An instance of ``cls`` from parsed options; names that are not its fields are ignored."""
     names = {item.name for item in dataclasses.fields(cls)}
     return cls(**{name: value for name, value in values.items() if name in names})
 
 
+# every parameter class made by parameters(), in the order they were made
+PARAMETER_CLASSES: list[type] = []
+
+
 def parameters(cls: type) -> type:
-    """A step's parameters: a frozen dataclass whose values are checked by :func:`validate` when made."""
+    """A step's parameters: a frozen dataclass whose values are checked by :func:`validate` when made.
+
+    Raises TypeError when an option has the name of an option of an earlier class but another
+    type, default or declaration: one name means one option on every surface.
+    """
     cls.__post_init__ = validate
-    return dataclasses.dataclass(frozen=True)(cls)
+    made = dataclasses.dataclass(frozen=True)(cls)
+    known = {item.name: (owner, item) for owner in PARAMETER_CLASSES for item in declared(owner)}
+    for item in declared(made):
+        owner, earlier = known.get(item.name, (None, item))
+        if earlier != item:
+            raise TypeError(
+                f"{made.__name__}.{item.name} differs from {owner.__name__}.{item.name}: "
+                "declare it once (options.SHARED) and use shared_option()"
+            )
+    PARAMETER_CLASSES.append(made)
+    return made
+
+
+SPELLINGS = ("cli", "python", "nextflow", "galaxy")
+
+
+def spellings(surface: str = "cli") -> dict[str, str]:
+    """How ``surface`` names each option: ``--max-cells`` (cli), ``max_cells`` (python),
+    ``--max_cells`` (nextflow), or its form label in quotes (galaxy)."""
+    if surface not in SPELLINGS:
+        raise ValueError(f"surface must be one of {SPELLINGS}")
+    spelled = {}
+    for cls in PARAMETER_CLASSES:
+        for item in declared(cls):
+            spelled[item.name] = {
+                "cli": item.flag,
+                "python": item.name,
+                "nextflow": f"--{item.name}",
+                "galaxy": f"'{item.option.label}'",
+            }[surface]
+    return spelled
 
 
 def validate(instance: Any) -> None:
-    """Raise :class:`ParameterError`, naming the flag, for a value outside its declared range or choices.
+    """Raise :class:`ParameterError`, naming the option, for a value outside its declared range or choices.
 
     :func:`parameters` makes it every parameter class's ``__post_init__``, so a value is checked
     however it arrives (command line, Python, a pipeline's parameters).
     """
     for item in declared(type(instance)):
         value = getattr(instance, item.name)
-        named = f"{item.flag} {value}"
+        named = f"{option_name(item.name)} {value}"
         if value is None:
             if not item.optional:
-                raise ParameterError(item.flag, "needs a value")
+                raise ParameterError(option_name(item.name), "needs a value")
             continue
         spec = item.option
         if spec.choices and value not in spec.choices:
@@ -182,9 +240,9 @@ def _click_type(item: Declared) -> Any:
 def click_option(item: Declared) -> Callable:
     """The click decorator of one declared option."""
     spec = item.option
+    help_text = spell(spec.help, spellings("cli"))
     if item.type is bool:
-        return click.option(item.flag, item.name, is_flag=True, default=item.default, help=spec.help)
-    help_text = spec.help
+        return click.option(item.flag, item.name, is_flag=True, default=item.default, help=help_text)
     if item.default is None and spec.default_text:
         help_text += f"  [default: {spec.default_text}]"
     return click.option(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
+
+from deepimpute_tool.errors import spell
 
 
 def _duration(seconds: float) -> str:
@@ -22,11 +25,20 @@ class Progress:
     On a terminal one line is redrawn in place with the count, the elapsed time and the
     time left; when the output is a file or a pipe (Nextflow, Galaxy, CI logs), a plain
     line is written at most every ``log_every`` seconds and at the end. ``quiet``
-    silences everything.
+    silences everything. Options named in messages are spelled as ``spelling`` says (see
+    :func:`deepimpute_tool.options.spellings`), by their parameter names by default.
     """
 
-    def __init__(self, *, quiet: bool = False, stream: TextIO | None = None, log_every: float = 10.0):
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        log_every: float = 10.0,
+        spelling: Mapping[str, str] | None = None,
+    ):
         self.quiet = quiet
+        self.spelling = spelling or {}
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.log_every = log_every
@@ -40,7 +52,7 @@ class Progress:
             return
         self._close_line()
         print(
-            f"[deepimpute {_duration(time.monotonic() - self._started):>6}] {text}",
+            f"[deepimpute {_duration(time.monotonic() - self._started):>6}] {spell(text, self.spelling)}",
             file=self.stream,
             flush=True,
         )

@@ -8,11 +8,12 @@ are in the layer ``original``, and the masked entries are those positive there a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 
 
 @parameters
@@ -27,7 +28,7 @@ class ScoreParameters:
         "AMI, FMI of k-means and of Leiden, silhouette) of the imputed and of the unimputed counts.",
         default_text="no clustering scores",
     )
-    seed: int = option(0, label="Random seed", help="Seed of every random draw (clustering).")
+    seed: int = shared_option("seed")
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,20 @@ def mcv_metrics(sums: McvSums) -> dict:
         "mcv_mse_without_imputation": sums.squared_error_without_imputation / n,
         "mcv_poisson_without_imputation": sums.poisson_without_imputation / n,
     }
+
+
+def mcv_scores(blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> dict:
+    """:func:`mcv_metrics` of a whole matrix given as consecutive blocks of cells.
+
+    ``blocks()`` yields each block's (denoised, train, test) cells x genes matrices; it is
+    called twice: once for the totals (:func:`mcv_totals`), once for the errors.
+    """
+    sums = [(train.sum(axis=1), test.sum(axis=1)) for _, train, test in blocks()]
+    target_sum, scale = mcv_totals(*(np.concatenate(part) for part in zip(*sums)))
+    totals = McvSums()
+    for denoised, train, test in blocks():
+        add_mcv(totals, denoised=denoised, train=train, test=test, target_sum=target_sum, scale=scale)
+    return mcv_metrics(totals)
 
 
 def summary_table(metrics: dict) -> str:

@@ -62,7 +62,7 @@ def split_subsets(
     that gives fewer than ``min_subsets`` subsets, which are then of equal sizes.
     """
     if split not in SUBSET_SPLITS:
-        raise ParameterError(f"--subset-split {split}", f"expected one of {', '.join(SUBSET_SPLITS)}")
+        raise ParameterError(f"⟨subset_split⟩ {split}", f"expected one of {', '.join(SUBSET_SPLITS)}")
     shuffled = rng.permutation(targets)
     n_subsets = -(-shuffled.size // subset_size)
     if split == "equal" or n_subsets < min_subsets:

@@ -20,7 +20,7 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.fitting import Phase, fit_subnetworks
 from deepimpute_tool.model import NORMALISATIONS, Model, Normalisation, SubNetwork
 from deepimpute_tool.network import Layout, StepSettings
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 from deepimpute_tool.selection import (
     SUBSET_SPLITS,
     normalised_log,
@@ -144,8 +144,8 @@ class TrainingParameters:
         section="advanced",
         label="Adam learning rate of a first, coarse phase",
         help="Adam learning rate of a first, coarse phase that ends when every sub-network has "
-        "gone --coarse-patience epochs without improving; training then goes on from the best "
-        "weights at --learning-rate. With --patience 2, about half the epochs of the paper's single "
+        "gone ⟨coarse_patience⟩ epochs without improving; training then goes on from the best "
+        "weights at ⟨learning_rate⟩. With ⟨patience⟩ 2, about half the epochs of the paper's single "
         "phase at the same masked accuracy on the project's benchmarks. 0: no coarse phase, as the paper.",
     )
     coarse_patience: int = option(
@@ -175,18 +175,18 @@ class TrainingParameters:
         choices=NORMALISATIONS,
         choice_labels=(
             "log1p of raw counts (as the original DeepImpute; measured best)",
-            "library size to --target-sum counts, then log1p",
+            "library size to ⟨target_sum⟩ counts, then log1p",
         ),
         section="advanced",
         label="Normalisation",
         help="log1p: log1p of raw counts, as the original DeepImpute (the more accurate on the "
-        "benchmarks); library: scale each cell to --target-sum counts, then log1p.",
+        "benchmarks); library: scale each cell to ⟨target_sum⟩ counts, then log1p.",
     )
     target_sum: float = option(
         10_000.0, minimum=0, min_open=True, section="advanced", label="Counts per cell with library normalisation",
-        help="Counts per cell with --normalisation library.",
+        help="Counts per cell with ⟨normalisation⟩ library.",
     )  # fmt: skip
-    seed: int = option(0, section="advanced", label="Random seed", help="Seed of every random draw.")
+    seed: int = shared_option("seed")
     cores: int = option(
         0, minimum=0, galaxy=False, nextflow=False, label="CPU threads",
         help="CPU threads for training (0: all).",
@@ -219,26 +219,49 @@ class TrainingParameters:
 
 @dataclass(frozen=True)
 class TrainingCells:
-    """The cells of an input that training uses (``chosen``, sorted; None: every one), and why."""
+    """The cells of an input that training uses, and the random stream training goes on with.
+
+    Attributes
+    ----------
+    chosen
+        Indices of the chosen cells, sorted; None: every cell.
+    n_cells
+        Cells in the input.
+    stream
+        The state of the generator of ``seed`` after the draw of the cells: every later draw of
+        training (sub-network targets, validation cells, batches) continues this one stream.
+    reason
+        Why fewer cells than the input's are used (an option, or memory).
+    """
 
     chosen: np.ndarray | None
     n_cells: int
+    stream: dict
     reason: str = ""
 
     @property
     def n_train(self) -> int:
         return self.n_cells if self.chosen is None else self.chosen.size
 
+    def generator(self) -> np.random.Generator:
+        """A new generator where the draw of the cells left the seed's (the same at every call)."""
+        generator = np.random.default_rng()
+        generator.bit_generator.state = self.stream
+        return generator
 
-def choose_training_cells(
-    n_cells: int, n_genes: int, params: TrainingParameters, rng: np.random.Generator
-) -> TrainingCells:
+
+def choose_training_cells(*, n_cells: int, n_genes: int, params: TrainingParameters) -> TrainingCells:
     """``cell_fraction`` of the cells, at most ``max_cells``, and no more than a dense copy of
-    TRAINING_MATRIX_BYTES holds, drawn at random in one draw (no draw when every cell is used)."""
+    TRAINING_MATRIX_BYTES holds, drawn at random in one draw (no draw when every cell is used).
+
+    The one place where training cells are chosen, whatever the input's format: a step reads
+    only the chosen cells and hands them to :func:`train` with this.
+    """
+    rng = np.random.default_rng(params.seed)
     fraction = params.cell_fraction
-    limits = {"--cell-fraction": min(round(fraction * n_cells) if fraction <= 1 else int(fraction), n_cells)}
+    limits = {"cell_fraction": min(round(fraction * n_cells) if fraction <= 1 else int(fraction), n_cells)}
     if params.max_cells > 0:
-        limits["--max-cells"] = params.max_cells
+        limits["max_cells"] = params.max_cells
     limits["memory"] = max(TRAINING_MATRIX_BYTES // (4 * max(n_genes, 1)), 1)
     reason = min(limits, key=limits.get)
     n_train = min(n_cells, limits[reason])
@@ -251,13 +274,14 @@ def choose_training_cells(
             "can be held out for early stopping",
         )
     if n_train == n_cells:
-        return TrainingCells(None, n_cells)
+        return TrainingCells(None, n_cells, rng.bit_generator.state)
     why = {
-        "--cell-fraction": "--cell-fraction",
-        "--max-cells": f"--max-cells {params.max_cells}",
+        "cell_fraction": "⟨cell_fraction⟩",
+        "max_cells": f"⟨max_cells⟩ {params.max_cells}",
         "memory": f"a dense copy of {n_genes} genes within {TRAINING_MATRIX_BYTES // 2**20} MiB",
     }[reason]
-    return TrainingCells(np.sort(rng.choice(n_cells, n_train, replace=False)), n_cells, why)
+    chosen = np.sort(rng.choice(n_cells, n_train, replace=False))
+    return TrainingCells(chosen, n_cells, rng.bit_generator.state, why)
 
 
 def train(
@@ -265,44 +289,48 @@ def train(
     genes: np.ndarray,
     *,
     params: TrainingParameters,
+    cells: TrainingCells | None = None,
     log: Callable[[str], None] = lambda message: None,
     on_epoch: Callable[[int, dict], None] | None = None,
-    sample: TrainingCells | None = None,
-    rng: np.random.Generator | None = None,
 ) -> Model:
     """Train a DeepImpute model on a cells x genes count matrix.
 
     Parameters
     ----------
     counts
-        Raw counts, cells x genes: every cell of the input, or, with ``sample``, the cells it chose.
+        Raw counts of the training cells, cells x genes: the rows ``cells`` chose, in order.
     genes
         Gene names (unique), one per column.
     params
         Every training option.
+    cells
+        What :func:`choose_training_cells` chose, for the input the rows of ``counts`` come from;
+        None: ``counts`` holds every training cell, which ``params`` must not subsample.
     log
         Receives progress messages.
     on_epoch
         Called after each epoch with its number and losses.
-    sample, rng
-        The cells :func:`choose_training_cells` chose and the generator it drew them with, when the
-        caller read only those cells; by default they are chosen here from ``counts``.
     """
-    rng = np.random.default_rng(params.seed) if rng is None else rng
+    if cells is None:
+        cells = choose_training_cells(n_cells=counts.shape[0], n_genes=counts.shape[1], params=params)
+        if cells.chosen is not None:
+            raise ValueError(
+                f"params train on {cells.n_train} of the {cells.n_cells} cells given ({cells.reason}): "
+                "pass cells=choose_training_cells(...) and the counts of the cells it chose"
+            )
+    if counts.shape[0] != cells.n_train:
+        raise ValueError(f"counts has {counts.shape[0]} cells; {cells.n_train} were chosen")
+    rng = cells.generator()
     counts = sp.csr_matrix(counts, dtype=np.float32)
-    if sample is None:
-        sample = choose_training_cells(counts.shape[0], counts.shape[1], params, rng)
-        if sample.chosen is not None:
-            counts = counts[sample.chosen]
-    if sample.chosen is not None:
-        log(f"training on {sample.n_train} of {sample.n_cells} cells, drawn at random ({sample.reason}); "
+    if cells.chosen is not None:
+        log(f"training on {cells.n_train} of {cells.n_cells} cells, drawn at random ({cells.reason}); "
             "imputation covers all")  # fmt: skip
-    n_cells = sample.n_cells
+    n_cells = cells.n_cells
 
     vmr = variance_mean_ratio(counts)
     targets = select_targets(counts, min_vmr=params.min_vmr, max_genes=params.max_genes, vmr=vmr)
     if targets.size == 0:
-        raise InputError(None, f"no gene has a variance/mean ratio above --min-vmr {params.min_vmr}")
+        raise InputError(None, f"no gene has a variance/mean ratio above ⟨min_vmr⟩ {params.min_vmr}")
     # A sub-network never reads its own targets: when nearly every varying gene is a
     # target, one sub-network would have nothing to read, so two predict each other.
     varying_others = int((vmr > 0).sum()) - targets.size
@@ -404,9 +432,9 @@ def _log_phases(history: dict, params: TrainingParameters, log: Callable[[str], 
         return
     coarse_end = history["phase_epochs"][0]
     if coarse_end == history["epochs"]:
-        log(f"--max-epochs {params.max_epochs} ended training in the coarse phase, before --learning-rate")
+        log(f"⟨max_epochs⟩ {params.max_epochs} ended training in the coarse phase, before ⟨learning_rate⟩")
     else:
         log(
             f"coarse phase at {params.coarse_learning_rate:g}: epochs 1-{coarse_end}; "
-            f"at --learning-rate {params.learning_rate:g}: epochs {coarse_end + 1}-{history['epochs']}"
+            f"at ⟨learning_rate⟩ {params.learning_rate:g}: epochs {coarse_end + 1}-{history['epochs']}"
         )

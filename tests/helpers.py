@@ -31,12 +31,14 @@ def dense(matrix) -> np.ndarray:
 
 
 def run(executable: str, *args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``bin/EXECUTABLE ARGS`` (the checkout's own executables) and capture its output."""
+    """Run ``bin/EXECUTABLE ARGS`` (the checkout's own executables) and capture its output.
+
+    ``env`` replaces the environment (``PYTHONPATH`` is always the checkout)."""
     result = subprocess.run(
         [sys.executable, str(BIN / executable), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**kwargs.pop("env", os.environ), "PYTHONPATH": str(REPO)},
         **kwargs,
     )
     if check and result.returncode != 0:

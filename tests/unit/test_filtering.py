@@ -3,7 +3,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.filtering import quality_filter
+from deepimpute_tool.filtering import quality_filter_blocks
+
+
+def quality_filter(counts, **thresholds):
+    return quality_filter_blocks([counts], n_genes=counts.shape[1], **thresholds)
 
 
 def test_thresholds_apply_to_cells_then_genes(pbmc_small):
@@ -34,7 +38,7 @@ def test_a_loom_is_filtered_in_blocks_as_the_whole_matrix_is(pbmc68k, tmp_path, 
     import deepimpute_tool.loom as loom
     from deepimpute_tool.filtering import FilterParameters
     from deepimpute_tool.progress import Progress
-    from deepimpute_tool.steps import filter_file
+    from deepimpute_tool.steps.filter import filter_file
     from tests.helpers import PBMC68K
 
     adata = anndata.AnnData(X=pbmc68k.counts, obs={"CellType": pbmc68k.cell_attrs["CellType"]})

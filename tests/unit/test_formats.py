@@ -132,3 +132,37 @@ def test_a_folder_is_swapped_for_its_replacement_and_the_old_one_removed(tmp_pat
         (temporary / "model.json").write_text("half")
         raise RuntimeError("training failed")
     assert (target / "model.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.parametrize("suffix", [".loom", ".h5ad"])
+def test_filter_and_train_open_their_input_once(small, suffix, tmp_path, monkeypatch):
+    """One open of the input per step, whatever its format: the format is told from the open file."""
+    from deepimpute_tool.filtering import FilterParameters
+    from deepimpute_tool.progress import Progress
+    from deepimpute_tool.steps.filter import filter_file
+    from deepimpute_tool.steps.train import train_file
+    from deepimpute_tool.training import TrainingParameters
+
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".h5ad":
+        anndata.AnnData(
+            X=small.counts, obs={"obs_names": small.cells}, var={"var_names": small.genes}
+        ).write_h5ad(source)
+    else:
+        source.write_bytes(PBMC_SMALL.read_bytes())
+    opened = []
+    real_file = h5py.File
+
+    def counting(name, *args, **kwargs):
+        opened.append(str(name))
+        return real_file(name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", counting)
+    quiet = Progress(quiet=True)
+    filter_file(source, tmp_path / "filtered.loom", params=FilterParameters(min_genes=10), progress=quiet)
+    assert opened.count(str(source)) == 1
+    opened.clear()
+    train_file(
+        source, tmp_path / "model", params=TrainingParameters(max_epochs=1, max_genes=20), progress=quiet
+    )
+    assert opened.count(str(source)) == 1

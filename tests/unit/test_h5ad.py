@@ -10,8 +10,10 @@ import pytest
 
 from deepimpute_tool.imputation import ImputeParameters
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps import impute_file
-from deepimpute_tool.workflow import convert_file, merge_files, split_file
+from deepimpute_tool.steps.impute import impute_file
+from deepimpute_tool.steps.merge import merge_files
+from deepimpute_tool.steps.run import convert_file
+from deepimpute_tool.steps.split import split_file
 from tests.helpers import PBMC68K, read_matrix
 
 

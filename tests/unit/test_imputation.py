@@ -9,7 +9,7 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.imputation import ImputeParameters, apply_policy, impute_counts
 from deepimpute_tool.loom import read_loom
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps import impute_file
+from deepimpute_tool.steps.impute import impute_file
 from tests.helpers import PBMC68K, assert_same_imputation, dense
 
 

@@ -13,8 +13,18 @@ from click.testing import CliRunner
 from deepimpute_tool import surfaces
 from deepimpute_tool.cli import cli
 from deepimpute_tool.errors import ParameterError
-from deepimpute_tool.options import click_options, declared, option, validate
+from deepimpute_tool.options import (
+    PARAMETER_CLASSES,
+    click_options,
+    declared,
+    option,
+    parameters,
+    shared_option,
+    spellings,
+    validate,
+)
 from deepimpute_tool.training import TrainingParameters
+from tests.helpers import REPO
 
 
 def test_generated_files_are_up_to_date():
@@ -91,10 +101,46 @@ def test_a_new_option_reaches_every_surface_from_its_declaration(monkeypatch):
         ({"max_genes": 0}, "--max-genes 0: must be at least 1"),
     ],
 )
-def test_values_are_checked_with_the_flag_however_they_arrive(values, message):
+def test_values_are_checked_however_they_arrive_and_named_as_each_surface_names_them(values, message):
     with pytest.raises(ParameterError) as caught:
         TrainingParameters(**values)
-    assert str(caught.value) == message
+    assert caught.value.spelled(spellings("cli")) == message
+    flag, rest = message.split(" ", 1)
+    name = flag.removeprefix("--").replace("-", "_")
+    assert str(caught.value) == f"{name} {rest}"  # Python callers read the parameter's name
+    assert caught.value.spelled(spellings("nextflow")) == f"--{name} {rest}"
+    label = next(item.option.label for item in declared(TrainingParameters) if item.name == name)
+    assert caught.value.spelled(spellings("galaxy")) == f"'{label}' {rest}"
+
+
+def test_two_declarations_of_one_name_that_differ_are_refused():
+    class SeedOfItsOwn:
+        seed: int = option(1, label="Random seed", help="Another seed.")
+
+    with pytest.raises(TypeError, match=r"SeedOfItsOwn\.seed differs from"):
+        parameters(SeedOfItsOwn)
+
+    class SharedSeed:
+        seed: int = shared_option("seed")
+
+    parameters(SharedSeed)
+    helps = {item.option.help for cls in PARAMETER_CLASSES for item in declared(cls) if item.name == "seed"}
+    assert len(helps) == 1
+
+
+def test_no_module_below_the_edges_spells_an_option_as_a_flag():
+    """Flags are the command line's spelling: compute modules name options with their marks."""
+    flags = {item.flag for cls in PARAMETER_CLASSES for item in declared(cls)}
+    edges = {"cli.py", "surfaces.py", "options.py", "errors.py"}  # the surfaces and their spellings
+    found = []
+    for path in sorted((REPO / "deepimpute_tool").rglob("*.py")):
+        if path.name in edges:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for flag in re.findall(r"--[a-z][a-z0-9-]*", line):
+                if flag in flags:
+                    found.append(f"{path.relative_to(REPO)}:{number}: {flag}")
+    assert not found, "\n".join(found)
 
 
 def test_an_option_without_a_value_needs_one_unless_it_may_be_empty():
@@ -102,5 +148,5 @@ def test_an_option_without_a_value_needs_one_unless_it_may_be_empty():
     class Needed:
         count: int = option(1, label="Count", help="How many.")
 
-    with pytest.raises(ParameterError, match="--count: needs a value"):
+    with pytest.raises(ParameterError, match=r"^count: needs a value"):
         validate(Needed(count=None))

@@ -50,7 +50,7 @@ def test_subsets_cover_each_target_once_in_as_many_subsets_as_the_paper(n_target
 
 
 def test_an_unknown_subset_split_is_refused():
-    with pytest.raises(ParameterError, match="--subset-split halves: expected one of equal, remainder"):
+    with pytest.raises(ParameterError, match=r"^subset_split halves: expected one of equal, remainder"):
         split_subsets(np.arange(10), split="halves", rng=np.random.default_rng(0))
 
 

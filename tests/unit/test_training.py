@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from deepimpute_tool.errors import DeviceError, InputError
-from deepimpute_tool.training import TrainingParameters, train
+from deepimpute_tool.training import TrainingParameters, choose_training_cells, train
 from tests.helpers import QUICK, dense
 
 
@@ -47,16 +47,31 @@ def test_gene_sets_of_100_and_1300_genes_train(pbmc68k_doubled, max_genes, n_net
     assert np.all(np.isfinite(predicted)) and np.all(predicted >= 0)
 
 
+def train_chosen(dataset, params, **options):
+    """Train as the train step does: the cells chosen for the input's size, then only those."""
+    cells = choose_training_cells(n_cells=dataset.n_cells, n_genes=dataset.n_genes, params=params)
+    chosen = dataset.read_dataset(layers=False, cells=cells.chosen)
+    return train(chosen.counts, chosen.genes, params=params, cells=cells, **options)
+
+
 def test_cell_fraction_and_cell_count_subsample(pbmc68k):
-    model = train(
-        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(cell_fraction=0.5, max_genes=50, **QUICK)
-    )
+    model = train_chosen(pbmc68k, TrainingParameters(cell_fraction=0.5, max_genes=50, **QUICK))
     assert model.training["cells"] == 350
-    model = train(
-        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(cell_fraction=200, max_genes=50, **QUICK)
-    )
+    model = train_chosen(pbmc68k, TrainingParameters(cell_fraction=200, max_genes=50, **QUICK))
     assert model.training["cells"] == 200
     assert model.training["validation_cells"] == 10
+
+
+def test_train_refuses_counts_its_parameters_would_subsample(pbmc68k):
+    with pytest.raises(ValueError, match="350 of the 700 cells given"):
+        train(pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(cell_fraction=0.5, **QUICK))
+
+
+def test_the_same_choice_of_cells_trains_the_same_model_twice(pbmc68k):
+    params = TrainingParameters(max_cells=300, max_genes=30, **QUICK)
+    first, second = train_chosen(pbmc68k, params), train_chosen(pbmc68k, params)
+    for a, b in zip(first.subnetworks, second.subnetworks):
+        np.testing.assert_array_equal(a.W1, b.W1)
 
 
 def test_too_few_cells_is_a_clear_error(pbmc68k):
@@ -77,18 +92,13 @@ def test_a_cell_budget_and_the_memory_of_the_training_matrix_bound_the_training_
     import deepimpute_tool.training as training
 
     messages = []
-    model = train(
-        pbmc68k.counts,
-        pbmc68k.genes,
-        params=TrainingParameters(max_cells=300, max_genes=50, **QUICK),
-        log=messages.append,
+    model = train_chosen(
+        pbmc68k, TrainingParameters(max_cells=300, max_genes=50, **QUICK), log=messages.append
     )
     assert model.training["cells"] == 300 and model.parameters["max_cells"] == 300
-    assert any("training on 300 of 700 cells" in m and "--max-cells 300" in m for m in messages)
+    assert any("training on 300 of 700 cells" in m and "⟨max_cells⟩ 300" in m for m in messages)
     monkeypatch.setattr(training, "TRAINING_MATRIX_BYTES", 4 * 765 * 250)  # 250 cells of every gene
     messages.clear()
-    model = train(
-        pbmc68k.counts, pbmc68k.genes, params=TrainingParameters(max_genes=50, **QUICK), log=messages.append
-    )
+    model = train_chosen(pbmc68k, TrainingParameters(max_genes=50, **QUICK), log=messages.append)
     assert model.training["cells"] == 250  # a dense copy of every gene of the input
     assert any("a dense copy of" in m for m in messages)

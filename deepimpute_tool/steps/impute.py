@@ -1,0 +1,81 @@
+"""``deepimpute impute``: fill the zeros of a Loom with a saved model's predictions, a block of cells at a time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from deepimpute_tool.dataset import check_unique, require_cells_and_genes
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.imputation import (
+    ImputeParameters,
+    ImputeSummary,
+    impute_counts,
+    missing_model_genes,
+    uncertainty_layer,
+)
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.loom import MAIN, RAW_LAYER, UNCERTAINTY_LAYER, CellBlock, LoomReader, provenance
+from deepimpute_tool.model_loading import load_model
+from deepimpute_tool.outputs import Output, atomic_file, check_outputs
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.steps.common import about, refuse_layers, writer_for
+
+
+def impute_file(
+    in_path, model_path, out_path, *, params: ImputeParameters, progress: Progress
+) -> ImputeSummary:
+    """Impute a Loom with a saved model into a new Loom (or h5ad), a block of cells at a time."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path, model_path])
+    model = load_model(model_path)
+    progress.message(
+        f"model: {model.target_genes.size} target genes in {len(model.subnetworks)} sub-networks"
+    )
+    zeros_filled = 0
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        require_cells_and_genes(reader, in_path)
+        problem = missing_model_genes(model, reader.genes)
+        if problem:
+            raise InputError(in_path, problem)
+        model_genes, targets = set(model.genes.tolist()), set(model.target_genes.tolist())
+        check_unique([g for g in reader.genes if g in model_genes], path=in_path, what="gene names")
+        refuse_layers(in_path, reader.layer_names, (RAW_LAYER, UNCERTAINTY_LAYER), done="imputed")
+        counts_dtype = reader.count_dtype()
+        others = reader.layer_names
+        layout = reader.layout()
+        layout["layer_dtypes"].update({MAIN: counts_dtype, RAW_LAYER: counts_dtype})
+        if params.uncertainty:
+            layout["layer_dtypes"][UNCERTAINTY_LAYER] = np.dtype(np.float32)
+        rng = np.random.default_rng(params.seed)
+        parameters = {"model": str(model_path), **asdict(params), "model_parameters": model.parameters}
+        progress.start()
+        with (
+            atomic_file(out_path) as temporary,
+            writer_for(out_path, temporary, n_cells=reader.n_cells, **layout) as writer,
+        ):
+            for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
+                counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
+                imputed = impute_counts(counts, reader.genes, model, policy=params.policy, fill=params.fill)
+                # genes the model does not impute are unchanged, so all columns can be counted
+                zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
+                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
+                if params.uncertainty:
+                    matrices[UNCERTAINTY_LAYER] = uncertainty_layer(
+                        counts, reader.genes, model, samples=params.uncertainty, rng=rng
+                    )
+                writer.append(CellBlock(block.cells, matrices, block.cell_attrs))
+                progress.advance("imputing cells", block.cells.stop, reader.n_cells)
+            writer.set_file_attrs({**reader.file_attrs(), **provenance("impute", parameters)})
+        summary = ImputeSummary(
+            cells=reader.n_cells,
+            genes=reader.n_genes,
+            imputed_genes=sum(g in targets for g in reader.genes),
+            zeros_filled=zeros_filled,
+        )
+    progress.message(
+        f"imputed {summary.imputed_genes} of {summary.genes} genes in {summary.cells} cells; "
+        f"{summary.zeros_filled} zeros filled"
+    )
+    return summary

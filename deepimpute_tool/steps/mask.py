@@ -1,0 +1,49 @@
+"""``deepimpute mask``: hide real counts, by the paper's protocol or by molecular cross-validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from deepimpute_tool.dataset import require_cells_and_genes
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, LoomReader, provenance, write_dataset
+from deepimpute_tool.masking import MaskParameters, mask_counts, split_molecules
+from deepimpute_tool.outputs import Output, atomic_file, check_outputs
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.steps.common import about, refuse_layers
+
+
+def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) -> None:
+    """Hide real counts: positive entries into the layer ``original`` (the paper's protocol), or a
+    fraction of every count's molecules into the layer ``heldout`` (molecular cross-validation)."""
+    check_outputs([Output(Path(out_path))], inputs=[in_path])
+    with about(in_path), memory_guard():
+        with LoomReader.open(in_path) as reader:
+            dataset = reader.read_dataset()
+        require_cells_and_genes(dataset, in_path)
+        refuse_layers(in_path, list(dataset.layers), (ORIGINAL_LAYER, HELDOUT_LAYER), done="masked")
+        parameters = asdict(params)
+        if params.protocol == "mcv":
+            kept, heldout = split_molecules(dataset.counts, fraction=params.mcv_fraction, seed=params.seed)
+            held = int(heldout.sum())
+            progress.message(
+                f"held out {held} of {held + int(kept.sum())} molecules ({params.mcv_fraction:g})"
+            )
+            dataset.layers[HELDOUT_LAYER], dataset.counts = heldout, kept
+            parameters["molecules_held_out"] = held
+        else:
+            result = mask_counts(dataset.counts, cells_per_gene=params.cells_per_gene, seed=params.seed)
+            model = result.dropout_model
+            progress.message(
+                f"masked {result.n_entries_masked} entries: {params.cells_per_gene} in each of "
+                f"{result.n_genes_masked} genes (dropout curve midpoint {model.midpoint:.3f}, shape {model.shape:.3f})"
+            )
+            dataset.layers[ORIGINAL_LAYER], dataset.counts = dataset.counts, result.masked
+            parameters.update(
+                dropout_model=asdict(model),
+                genes_masked=result.n_genes_masked,
+                entries_masked=result.n_entries_masked,
+            )
+        with atomic_file(out_path) as temporary:
+            write_dataset(temporary, dataset, file_attrs=provenance("mask", parameters))

@@ -1,0 +1,95 @@
+"""``deepimpute score``: a masked-then-imputed Loom scored against what masking hid; JSON and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.loom import HELDOUT_LAYER, MAIN, ORIGINAL_LAYER, RAW_LAYER, UNCERTAINTY_LAYER, LoomReader
+from deepimpute_tool.outputs import FOLDER, Output, atomic_file, check_outputs
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.scoring import ScoreParameters, accuracy_metrics, concatenate, masked_entries, mcv_scores
+from deepimpute_tool.steps.common import about
+
+
+def default_scores_path(in_path: str | os.PathLike) -> Path:
+    """IN.scores.json beside IN (its .loom suffix dropped)."""
+    in_path = Path(in_path)
+    return in_path.with_name(in_path.name.removesuffix(".loom") + ".scores.json")
+
+
+def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, progress: Progress) -> dict:
+    """Score a masked-then-imputed Loom; write JSON and, with ``plots``, PNG figures into that folder.
+
+    The scores are those of the protocol the Loom was masked with: at the masked entries (layer
+    ``original``), or by molecular cross-validation (layer ``heldout``); with ``params.labels``,
+    clustering scores too.
+    """
+    out_path = Path(out_path) if out_path else default_scores_path(in_path)
+    check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        protocols = [layer for layer in (ORIGINAL_LAYER, HELDOUT_LAYER) if layer in reader.layer_names]
+        if RAW_LAYER not in reader.layer_names or not protocols:
+            raise InputError(
+                in_path,
+                "score needs a Loom made by 'deepimpute mask' then 'deepimpute impute' (layers 'raw', "
+                "and 'original' or 'heldout')",
+            )
+        cell_attrs = reader.cell_attrs(slice(0, 0))
+        if params.labels is not None and params.labels not in cell_attrs:
+            raise InputError(
+                in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
+            )
+        metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
+        spread = [UNCERTAINTY_LAYER] if UNCERTAINTY_LAYER in reader.layer_names else []
+        layers = (MAIN, RAW_LAYER, *protocols, *spread)
+
+        def blocks():
+            for block in reader.blocks(layers=layers, counts=(RAW_LAYER, *protocols)):
+                yield block, _imputed(block.matrices[MAIN])
+
+        entries = None
+        if ORIGINAL_LAYER in protocols:
+            entries = concatenate([
+                masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER], imputed,
+                               cell_offset=b.cells.start, uncertainty=b.matrices.get(UNCERTAINTY_LAYER))
+                for b, imputed in blocks()
+            ])  # fmt: skip
+            if entries.truth.size == 0:
+                raise InputError(None, "has no masked entries (positive in 'original', zero in 'raw')")
+            metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
+        if HELDOUT_LAYER in protocols:
+            metrics.update(mcv_scores(
+                lambda: ((imputed, b.matrices[RAW_LAYER], b.matrices[HELDOUT_LAYER]) for b, imputed in blocks())
+            ))  # fmt: skip
+        if params.labels is not None:
+            from deepimpute_tool.clustering import clustering_metrics
+
+            labels = reader.cell_attrs()[params.labels].astype(str)
+            imputed = np.vstack([imputed for _, imputed in blocks()])
+            raw = np.vstack([b.matrices[RAW_LAYER] for b, _ in blocks()])
+            metrics["clustering"] = {
+                "labels": params.labels,
+                "imputed": clustering_metrics(imputed, labels, seed=params.seed),
+                "without_imputation": clustering_metrics(raw, labels, seed=params.seed),
+            }
+    with atomic_file(out_path) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=1, allow_nan=True))
+    if plots is not None and entries is not None:
+        from deepimpute_tool.plots import draw_plots
+
+        Path(plots).mkdir(exist_ok=True)
+        for figure in draw_plots(metrics, entries, plots):
+            progress.message(f"figure: {figure}")
+    return metrics
+
+
+def _imputed(imputed: np.ndarray) -> np.ndarray:
+    if not (imputed >= 0).all():  # also refuses NaN
+        raise InputError(None, "the main matrix holds negative or NaN values: is it imputed counts?")
+    return imputed

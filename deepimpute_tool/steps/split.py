@@ -1,0 +1,40 @@
+"""``deepimpute split``: a Loom into Looms of a fixed number of cells, to impute them in parallel."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from deepimpute_tool.chunking import CHUNK_ATTR, SplitParameters, chunk_name, is_chunk_folder
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.loom import LoomReader, LoomWriter, provenance
+from deepimpute_tool.outputs import DIRECTORY, Output, atomic_directory, check_outputs
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.steps.common import about, copy_blocks
+
+
+def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress) -> list[Path]:
+    """Split a Loom into Looms of ``chunk_size`` cells each, each recording its place."""
+    out_dir = Path(out_dir)
+    output = Output(
+        out_dir, DIRECTORY, replaceable=is_chunk_folder, what="a folder of chunks made by 'deepimpute split'"
+    )
+    check_outputs([output], inputs=[in_path])
+    names = []
+    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        if reader.n_cells == 0:
+            raise InputError(in_path, "the matrix is empty")
+        attrs = {**reader.file_attrs(), **provenance("split", asdict(params))}
+        starts = range(0, reader.n_cells, params.chunk_size)
+        stem = Path(in_path).name.removesuffix(".loom")
+        with atomic_directory(out_dir) as temporary:
+            for number, start in enumerate(starts, start=1):
+                names.append(chunk_name(stem, number))
+                with LoomWriter.create(temporary / names[-1], **reader.layout()) as writer:
+                    copy_blocks(
+                        reader, writer, within=slice(start, min(start + params.chunk_size, reader.n_cells))
+                    )
+                    writer.set_file_attrs({**attrs, CHUNK_ATTR: f"{number}/{len(starts)}"})
+    progress.message(f"wrote {len(names)} chunks of at most {params.chunk_size} cells to {out_dir}")
+    return [out_dir / name for name in names]

@@ -1,0 +1,51 @@
+"""``deepimpute train``: read the training cells of any supported input, fit, write the model."""
+
+from __future__ import annotations
+
+from deepimpute_tool.dataset import check_unique, require_cells_and_genes
+from deepimpute_tool.formats import open_input
+from deepimpute_tool.limits import memory_guard
+from deepimpute_tool.outputs import FILE, atomic_directory, atomic_file, check_outputs
+from deepimpute_tool.progress import Progress
+from deepimpute_tool.steps.common import about, model_output
+from deepimpute_tool.training import TrainingParameters, choose_training_cells, train
+
+
+def train_file(in_path, model_path, *, params: TrainingParameters, progress: Progress) -> None:
+    """Train on a Loom (or any supported input) and write the model directory or zip.
+
+    Only the cells training uses are read from a Loom: :func:`choose_training_cells` draws
+    them from the input's size, for every format alike.
+    """
+    output = model_output(model_path)
+    check_outputs([output], inputs=[in_path])
+    hint = "; try ⟨cell_fraction⟩, ⟨max_cells⟩ or ⟨max_genes⟩"
+    with about(in_path, memory_hint=hint):
+        with memory_guard(), open_input(in_path) as source:
+            require_cells_and_genes(source, in_path)
+            check_unique(source.genes, path=in_path, what="gene names")
+            cells = choose_training_cells(n_cells=source.n_cells, n_genes=source.n_genes, params=params)
+            dataset = source.read_dataset(layers=False, cells=cells.chosen)
+        progress.message(f"training on {dataset.n_genes} genes x {cells.n_cells} cells from {in_path}")
+
+        def on_epoch(epoch: int, values: dict) -> None:
+            progress.advance(
+                "epoch",
+                epoch,
+                params.max_epochs,
+                f"loss {values['train_loss']:.4g}  validation {values['validation_loss']:.4g}  "
+                f"sub-networks still improving {values['active']}",
+                total_is_bound=True,
+            )
+
+        progress.start()
+        model = train(
+            dataset.counts, dataset.genes, params=params, cells=cells, log=progress.message, on_epoch=on_epoch
+        )
+    if output.kind == FILE:
+        with atomic_file(model_path) as temporary:
+            model.save_zip(temporary)
+    else:
+        with atomic_directory(model_path) as temporary:
+            model.save(temporary)
+    progress.message(f"model written to {model_path}")

@@ -1,0 +1,30 @@
+"""An error deep in a step names the option as the surface that ran the command spells it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.helpers import PBMC_SMALL, run
+
+
+@pytest.mark.parametrize(
+    ("surface", "named"),
+    [
+        (None, "--min-vmr 1000.0"),
+        ("cli", "--min-vmr 1000.0"),
+        ("nextflow", "--min_vmr 1000.0"),
+        ("galaxy", "'Minimum variance/mean ratio of target genes' 1000.0"),
+    ],
+)
+def test_an_error_of_training_names_the_option_as_its_surface_does(surface, named, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "DEEPIMPUTE_SURFACE"}
+    if surface:
+        env["DEEPIMPUTE_SURFACE"] = surface
+    result = run(
+        "deepimpute-train", PBMC_SMALL, tmp_path / "model", "--min-vmr", "1000", "-q", check=False, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: {PBMC_SMALL}: no gene has a variance/mean ratio above {named}\n")
+    assert not (tmp_path / "model").exists()
