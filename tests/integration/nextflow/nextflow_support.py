@@ -48,10 +48,16 @@ def _read(process: subprocess.Popen, inbox: queue.Queue) -> None:
         inbox.put(json.loads(stream.read(int(headers["content-length"]))))
 
 
-def diagnostics(paths: list[Path], *, root: Path, timeout: float = 90) -> dict[Path, list[dict]]:
-    """Open ``paths`` in the Nextflow language server (paranoid mode); its diagnostics per file."""
+def diagnostics(
+    paths: list[Path], *, root: Path, timeout: float = 90, jar: str | None = None
+) -> dict[Path, list[dict]]:
+    """Open ``paths`` in the Nextflow language server (paranoid mode); its diagnostics per file.
+
+    Only the files the server reported on are keys: a server that is missing, broken or silent
+    gives fewer keys than ``paths``, so a caller can tell "no problem" from "no report".
+    """
     server = subprocess.Popen(
-        ["java", "-jar", language_server_jar()],
+        ["java", "-jar", jar or language_server_jar()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -119,13 +125,16 @@ def diagnostics(paths: list[Path], *, root: Path, timeout: float = 90) -> dict[P
             elif "id" in message and "method" in message:
                 _send(server, {"jsonrpc": "2.0", "id": message["id"], "result": None})
     finally:
-        _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
-        _send(server, {"jsonrpc": "2.0", "method": "exit"})
+        try:
+            _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+            _send(server, {"jsonrpc": "2.0", "method": "exit"})
+        except BrokenPipeError:  # the server had already stopped (or never started)
+            pass
         try:
             server.wait(5)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {path: found.get(path.as_uri(), []) for path in paths}
+    return {path: found[path.as_uri()] for path in paths if path.as_uri() in found}
 
 
 @dataclass(frozen=True)

@@ -54,16 +54,38 @@ def pipeline() -> Pipeline:
     return Pipeline(SCRIPTS)
 
 
-def test_language_server_reports_no_error_or_warning():
-    found = diagnostics([*SCRIPTS, *CONFIGS], root=REPO)
-    assert set(found) == set(SCRIPTS) | set(CONFIGS)
-    problems = [
-        f"{path.relative_to(REPO)}:{d['range']['start']['line'] + 1}: {d['message']}"
+def _problems(found: dict[Path, list[dict]], root: Path) -> list[str]:
+    return [
+        f"{path.relative_to(root)}:{d['range']['start']['line'] + 1}: {d['message']}"
         for path, items in found.items()
         for d in items
         if d.get("severity") in (1, 2)
     ]
-    assert problems == []
+
+
+def test_language_server_reports_no_error_or_warning():
+    found = diagnostics([*SCRIPTS, *CONFIGS], root=REPO)
+    missing = sorted(str(path.relative_to(REPO)) for path in {*SCRIPTS, *CONFIGS} - set(found))
+    assert missing == [], "the language server sent no report on these files"
+    assert _problems(found, REPO) == []
+
+
+def test_a_missing_language_server_is_no_report_at_all(tmp_path):
+    """Without a server nothing is reported, so the check above fails instead of passing empty."""
+    found = diagnostics([MAIN_NF], root=REPO, timeout=15, jar=str(tmp_path / "no-such-server.jar"))
+    assert found == {}
+
+
+def test_the_language_server_reports_an_error_in_a_broken_main_nf(tmp_path):
+    for path in (MAIN_NF, *SCRIPTS[1:]):
+        target = tmp_path / path.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    broken = tmp_path / "main.nf"
+    broken.write_text(broken.read_text().replace("workflow {", "workflow {\n    def x = (", 1))
+    found = diagnostics([broken], root=tmp_path)
+    assert list(found) == [broken]
+    assert any(": " in problem for problem in _problems(found, tmp_path))
 
 
 def _emits(process) -> set[str]:
