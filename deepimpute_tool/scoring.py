@@ -112,70 +112,81 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
     }
 
 
+# counts per cell before log1p in Open Problems' MSE (task_denoising, src/metrics/mse)
+OPEN_PROBLEMS_TARGET_SUM = 10_000
+# what molecular cross-validation scores: the denoised counts, and Open Problems' two controls
+MCV_CANDIDATES = ("denoised", "without_imputation", "perfect")
+
+
 @dataclass
 class McvSums:
-    """What molecular cross-validation adds up over blocks of cells, for a denoised matrix and for the
-    unimputed one."""
+    """What molecular cross-validation adds up over blocks of cells, for one candidate matrix."""
 
     squared_error: float = 0.0
     poisson: float = 0.0
-    squared_error_without_imputation: float = 0.0
-    poisson_without_imputation: float = 0.0
+    squared_error_median_depth: float = 0.0
     entries: int = 0
 
 
-def mcv_totals(train_sums: np.ndarray, test_sums: np.ndarray) -> tuple[float, float]:
-    """(target sum, scale) from every cell's train and test counts: the normalisation of the MSE form
-    (the median test library size) and the Poisson form's scale (test total / train total)."""
-    return float(np.median(test_sums)), float(test_sums.sum() / max(train_sums.sum(), 1e-12))
-
-
 def _log_normalised(values: np.ndarray, target_sum: float) -> np.ndarray:
+    """Each cell scaled to ``target_sum`` counts, then log1p; a cell without counts stays 0 (as scanpy)."""
     totals = values.sum(axis=1, keepdims=True)
     return np.log1p(values / np.where(totals > 0, totals, 1) * target_sum)
 
 
-def add_mcv(sums: McvSums, *, denoised: np.ndarray, train: np.ndarray, test: np.ndarray,
-            target_sum: float, scale: float) -> None:  # fmt: skip
-    """Add a block's errors, as Open Problems' denoising task measures them.
+def add_mcv(
+    sums: McvSums, *, candidate: np.ndarray, test: np.ndarray, scale: float, median_depth: float
+) -> None:
+    """Add a block's errors of ``candidate`` against the held-out ``test`` counts.
 
-    MSE: both matrices normalised to ``target_sum`` counts per cell, log1p. Poisson: the negative
-    log-likelihood of the test counts with means the denoised counts times ``scale``
-    (mean(mu - y log(mu + 1e-6)); Batson et al.'s loss, with the mean and the count in that order).
+    As Open Problems' denoising task (task_denoising, src/metrics) computes them: MSE of log1p
+    after normalising every cell of both to 10,000 counts; Poisson loss
+    mean(mu - test * log(mu + 1e-6)) with mu the candidate times ``scale`` (test total / train
+    total), the candidate as the mean and the test counts as the observation. Beside them, the
+    MSE with cells normalised to ``median_depth`` (the median held-out library size), which this
+    tool reported as its MCV MSE before version 0.2.
     """
-    test_log = _log_normalised(test, target_sum)
-    for values, suffix in ((denoised, ""), (train, "_without_imputation")):
-        mu = values * scale
-        squared = float(((_log_normalised(values, target_sum) - test_log) ** 2).sum())
-        poisson = float((mu - test * np.log(mu + 1e-6)).sum())
-        setattr(sums, f"squared_error{suffix}", getattr(sums, f"squared_error{suffix}") + squared)
-        setattr(sums, f"poisson{suffix}", getattr(sums, f"poisson{suffix}") + poisson)
+    test_log = _log_normalised(test, OPEN_PROBLEMS_TARGET_SUM)
+    sums.squared_error += float(
+        ((_log_normalised(candidate, OPEN_PROBLEMS_TARGET_SUM) - test_log) ** 2).sum()
+    )
+    mu = candidate * scale
+    sums.poisson += float((mu - test * np.log(mu + 1e-6)).sum())
+    depth_error = _log_normalised(candidate, median_depth) - _log_normalised(test, median_depth)
+    sums.squared_error_median_depth += float((depth_error**2).sum())
     sums.entries += test.size
 
 
-def mcv_metrics(sums: McvSums) -> dict:
-    """The two errors, for the denoised and for the unimputed counts (lower is better)."""
-    n = max(sums.entries, 1)
-    return {
-        "mcv_mse": sums.squared_error / n,
-        "mcv_poisson": sums.poisson / n,
-        "mcv_mse_without_imputation": sums.squared_error_without_imputation / n,
-        "mcv_poisson_without_imputation": sums.poisson_without_imputation / n,
-    }
-
-
 def mcv_scores(blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> dict:
-    """:func:`mcv_metrics` of a whole matrix given as consecutive blocks of cells.
+    """Molecular cross-validation's errors of a denoised matrix and of Open Problems' controls.
 
-    ``blocks()`` yields each block's (denoised, train, test) cells x genes matrices; it is
-    called twice: once for the totals (:func:`mcv_totals`), once for the errors.
+    ``blocks()`` yields each block's (denoised, train, test) cells x genes matrices, consecutive
+    blocks of cells; it is called twice: once for the totals, once for the errors. The controls
+    are Open Problems': no denoising (the train counts themselves) and perfect denoising (the
+    test counts themselves). A scaled score is (control without denoising - error) / (control
+    without denoising - perfect control): 0 for no denoising, 1 for perfect, higher is better.
     """
     sums = [(train.sum(axis=1), test.sum(axis=1)) for _, train, test in blocks()]
-    target_sum, scale = mcv_totals(*(np.concatenate(part) for part in zip(*sums)))
-    totals = McvSums()
+    train_sums, test_sums = (np.concatenate(part) for part in zip(*sums))
+    scale = float(test_sums.sum() / max(train_sums.sum(), 1e-12))
+    median_depth = float(np.median(test_sums))
+    totals = {name: McvSums() for name in MCV_CANDIDATES}
     for denoised, train, test in blocks():
-        add_mcv(totals, denoised=denoised, train=train, test=test, target_sum=target_sum, scale=scale)
-    return mcv_metrics(totals)
+        for name, candidate in zip(MCV_CANDIDATES, (denoised, train, test)):
+            add_mcv(totals[name], candidate=candidate, test=test, scale=scale, median_depth=median_depth)
+    metrics = {}
+    for name, total in totals.items():
+        suffix = "" if name == "denoised" else f"_{name}"
+        n = max(total.entries, 1)
+        metrics[f"mcv_mse{suffix}"] = total.squared_error / n
+        metrics[f"mcv_poisson{suffix}"] = total.poisson / n
+        if name != "perfect":
+            metrics[f"mcv_mse_median_depth{suffix}"] = total.squared_error_median_depth / n
+    for measure in ("mcv_mse", "mcv_poisson"):
+        none, perfect = metrics[f"{measure}_without_imputation"], metrics[f"{measure}_perfect"]
+        gap = none - perfect
+        metrics[f"{measure}_scaled"] = (none - metrics[measure]) / gap if gap > 0 else float("nan")
+    return metrics
 
 
 def summary_table(metrics: dict) -> str:
@@ -202,10 +213,12 @@ def summary_table(metrics: dict) -> str:
         ]
     if "mcv_mse" in metrics:
         rows += [
-            ("MCV MSE (normalised log1p)", f"{metrics['mcv_mse']:.5f}"),
-            ("MCV MSE without imputation", f"{metrics['mcv_mse_without_imputation']:.5f}"),
-            ("MCV Poisson loss", f"{metrics['mcv_poisson']:.5f}"),
-            ("MCV Poisson loss without imputation", f"{metrics['mcv_poisson_without_imputation']:.5f}"),
+            ("MCV MSE (log1p of 10,000 per cell)", f"{metrics['mcv_mse']:.4f}"),
+            ("MCV MSE without imputation", f"{metrics['mcv_mse_without_imputation']:.4f}"),
+            ("MCV MSE, scaled (0 none, 1 perfect)", f"{metrics['mcv_mse_scaled']:.3f}"),
+            ("MCV Poisson loss", f"{metrics['mcv_poisson']:.4f}"),
+            ("MCV Poisson loss without imputation", f"{metrics['mcv_poisson_without_imputation']:.4f}"),
+            ("MCV Poisson loss, scaled (0 none, 1 perfect)", f"{metrics['mcv_poisson_scaled']:.3f}"),
         ]
     if "clustering" in metrics:
         for name in ("imputed", "without_imputation"):

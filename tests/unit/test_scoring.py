@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -7,12 +9,9 @@ from deepimpute_tool.clustering import clustering_metrics, leiden
 from deepimpute_tool.masking import mask_counts, split_molecules
 from deepimpute_tool.plots import draw_plots
 from deepimpute_tool.scoring import (
-    McvSums,
     accuracy_metrics,
-    add_mcv,
     masked_entries,
-    mcv_metrics,
-    mcv_totals,
+    mcv_scores,
 )
 from tests.helpers import dense
 
@@ -81,34 +80,53 @@ def test_molecules_are_split_exactly_and_at_the_fraction_asked(pbmc68k):
     np.testing.assert_array_equal(dense(again), dense(kept))
 
 
-def test_mcv_errors_follow_their_definitions(pbmc68k):
+def test_mcv_errors_are_open_problems_on_a_matrix_worked_by_hand():
+    """Two cells, two genes, every value worked out on paper (Open Problems' task_denoising)."""
+    test = np.array([[1.0, 3.0], [0.0, 2.0]])  # held out: cells of 4 and 2 counts, 6 in all
+    train = np.array([[4.0, 4.0], [2.0, 2.0]])  # 12 in all: the Poisson scale is 6 / 12
+    denoised = np.array([[2.0, 4.0], [2.0, 2.0]])
+    metrics = mcv_scores(lambda: [(denoised, train, test)])
+
+    # MSE: every cell to 10,000 counts, log1p. test: [2500, 7500], [0, 10000]; denoised:
+    # [3333.3, 6666.7], [5000, 5000]; train: [5000, 5000] twice
+    ln = math.log
+    test_log = [ln(2501), ln(7501), 0.0, ln(10001)]
+    denoised_log = [ln(1 + 10000 / 3), ln(1 + 20000 / 3), ln(5001), ln(5001)]
+    train_log = [ln(5001)] * 4
+    assert metrics["mcv_mse"] == pytest.approx(sum((a - b) ** 2 for a, b in zip(test_log, denoised_log)) / 4)
+    assert metrics["mcv_mse_without_imputation"] == pytest.approx(
+        sum((a - b) ** 2 for a, b in zip(test_log, train_log)) / 4
+    )
+    assert metrics["mcv_mse_perfect"] == 0.0
+
+    # Poisson: mu = candidate * 6 / 12; mean(mu - test * ln(mu + 1e-6)), test as the observation
+    def poisson(mu):
+        return sum(m - t * ln(m + 1e-6) for m, t in zip(mu, [1, 3, 0, 2])) / 4
+
+    assert metrics["mcv_poisson"] == pytest.approx(poisson([1, 2, 1, 1]))
+    assert metrics["mcv_poisson_without_imputation"] == pytest.approx(poisson([2, 2, 1, 1]))
+    assert metrics["mcv_poisson_perfect"] == pytest.approx(poisson([0.5, 1.5, 0, 1]))
+
+    # scaled: 0 without denoising, 1 for perfect, by Open Problems' two controls
+    for measure in ("mcv_mse", "mcv_poisson"):
+        none, perfect = metrics[f"{measure}_without_imputation"], metrics[f"{measure}_perfect"]
+        assert metrics[f"{measure}_scaled"] == pytest.approx((none - metrics[measure]) / (none - perfect))
+
+    # the form this tool reported before 0.2, under its own name: cells to the median held-out depth (3)
+    depth_test = [ln(1 + 0.75), ln(1 + 2.25), 0.0, ln(4)]
+    depth_denoised = [ln(2), ln(3), ln(2.5), ln(2.5)]
+    assert metrics["mcv_mse_median_depth"] == pytest.approx(
+        sum((a - b) ** 2 for a, b in zip(depth_test, depth_denoised)) / 4
+    )
+
+
+def test_mcv_scores_of_blocks_of_cells_are_those_of_the_whole_matrix(pbmc68k):
     kept, heldout = (dense(m) for m in split_molecules(pbmc68k.counts, fraction=0.1, seed=0))
-    target_sum, scale = mcv_totals(kept.sum(axis=1), heldout.sum(axis=1))
-    assert target_sum == np.median(heldout.sum(axis=1)) and scale == pytest.approx(heldout.sum() / kept.sum())
     denoised = kept + 0.5
-    sums = McvSums()
-    for rows in (slice(0, 300), slice(300, None)):  # in blocks, as score adds them
-        add_mcv(
-            sums,
-            denoised=denoised[rows],
-            train=kept[rows],
-            test=heldout[rows],
-            target_sum=target_sum,
-            scale=scale,
-        )
-    metrics = mcv_metrics(sums)
-
-    def log_normalised(x):
-        return np.log1p(x / x.sum(axis=1, keepdims=True) * target_sum)
-
-    assert metrics["mcv_mse"] == pytest.approx(
-        np.mean((log_normalised(denoised) - log_normalised(heldout)) ** 2)
+    whole = mcv_scores(lambda: [(denoised, kept, heldout)])
+    rows = (slice(0, 300), slice(300, 650), slice(650, None))
+    blocks = mcv_scores(lambda: ((denoised[r], kept[r], heldout[r]) for r in rows))
+    assert blocks == pytest.approx(whole)
+    assert (
+        whole["mcv_mse_scaled"] < 1 and whole["mcv_poisson_perfect"] < whole["mcv_poisson_without_imputation"]
     )
-    mu = kept * scale
-    assert metrics["mcv_poisson_without_imputation"] == pytest.approx(
-        np.mean(mu - heldout * np.log(mu + 1e-6))
-    )
-    # the held-out molecules themselves, rescaled, would be the best possible prediction of them
-    best = McvSums()
-    add_mcv(best, denoised=heldout / scale, train=kept, test=heldout, target_sum=target_sum, scale=scale)
-    assert mcv_metrics(best)["mcv_mse"] == pytest.approx(0.0, abs=1e-12)
