@@ -3,7 +3,8 @@
 DCA 0.3.4 pins TensorFlow < 2.5, which has no wheels for Python 3.11; it runs here in DeepImpute
 1.2's environment (TensorFlow 2.15 with Keras 2) with `pip install --no-deps dca==0.3.4
 "anndata<0.11" "scanpy<1.10"` and the import shims below, which map the Keras 2.4 names DCA
-uses onto Keras 2.15 and leave out its hyperparameter search. DCA's defaults: ZINB autoencoder,
+uses onto Keras 2.15 and leave out its hyperparameter search. DCA's defaults: a negative binomial
+autoencoder with conditional dispersion (`ae_type="nb-conddisp"`, not the zero-inflated one),
 its own normalisation; the output is its mean expression on the count scale. Output layout of
 reference_loom.py, so `deepimpute score` scores it with the same code.
 

@@ -66,8 +66,25 @@ def test_labels_user_and_no_git_clone(dockerfile):
     assert users and not users[-1].startswith(("root", "0"))
     text = DOCKERFILE.read_text()
     assert "git clone" not in text and "--no-cache-dir" in text
-    ignored = (REPO / ".dockerignore").read_text()
-    assert "tests" not in ignored.replace("*", "") or "!tests" not in ignored
+
+
+def test_the_build_context_holds_exactly_what_the_image_copies(dockerfile):
+    """.dockerignore leaves out everything, then lets in the Dockerfile and what COPY takes."""
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"
+    let_in = {line[1:].rstrip("/") for line in patterns if line.startswith("!")}
+    copied = {
+        source.rstrip("/")
+        for item in dockerfile.structure
+        if item["instruction"] == "COPY"
+        for source in item["value"].split()[:-1]
+        if not source.startswith("--")
+    }
+    assert let_in - {"Dockerfile"} == copied
 
 
 def test_requirements_are_pinned_and_resolve_with_the_base_tensorflow(tmp_path):
