@@ -73,13 +73,25 @@ def _galaxy_argument(item: Declared) -> list[str]:
     return [f"{item.flag} {value}"]
 
 
-def macros(steps: dict[str, type], *, without_arguments: tuple[str, ...], generated: str) -> str:
-    """``galaxy/options.xml``: for each step of ``steps``, a macro ``<step>_options`` with its form
-    parameters and, unless in ``without_arguments``, a token ``@<STEP>_ARGS@`` with the
-    command-line arguments they make."""
+def _form_options(classes: type | tuple[type, ...]) -> list[Declared]:
+    """The options of one class, or of several in one form, an option they share once."""
+    found: dict[str, Declared] = {}
+    for cls in classes if isinstance(classes, tuple) else (classes,):
+        for item in declared(cls):
+            if item.option.galaxy:
+                found.setdefault(item.name, item)
+    return list(found.values())
+
+
+def macros(
+    steps: dict[str, type | tuple[type, ...]], *, without_arguments: tuple[str, ...], generated: str
+) -> str:
+    """``galaxy/options.xml``: for each step of ``steps`` (a tool of one step, or of several in one
+    form), a macro ``<step>_options`` with its form parameters and, unless in
+    ``without_arguments``, a token ``@<STEP>_ARGS@`` with the command-line arguments they make."""
     lines = ["<macros>", f"    <!-- {generated} -->"]
-    for step, cls in steps.items():
-        items = [item for item in declared(cls) if item.option.galaxy]
+    for step, classes in steps.items():
+        items = _form_options(classes)
         lines.append(f'    <xml name="{step}_options">')
         for item in items:
             if item.option.section == "main":
@@ -98,11 +110,11 @@ def macros(steps: dict[str, type], *, without_arguments: tuple[str, ...], genera
     return "\n".join([*lines, "</macros>", ""])
 
 
-def workflow(text: str, steps: dict[str, type]) -> str:
+def workflow(text: str, steps: dict[str, type | tuple[type, ...]]) -> str:
     """A workflow (``.ga`` text) with each parameter input named after an option of ``steps`` given
     that option's default and help."""
     workflow = json.loads(text)
-    options = {item.name: item for cls in steps.values() for item in declared(cls)}
+    options = {item.name: item for classes in steps.values() for item in _form_options(classes)}
     for step in workflow["steps"].values():
         item = options.get(step["label"]) if step["type"] == "parameter_input" else None
         if item is None:

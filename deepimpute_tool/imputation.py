@@ -68,6 +68,7 @@ class ImputeSummary:
     genes: int
     imputed_genes: int
     zeros_filled: int
+    observed_changed: int  # 0 with the policy restore
 
 
 def apply_policy(observed: np.ndarray, predicted: np.ndarray, *, policy: str = "restore") -> np.ndarray:

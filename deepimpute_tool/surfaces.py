@@ -110,8 +110,11 @@ GALAXY_STEPS = {
     "impute": ImputeParameters,
     "score": ScoreParameters,
     "output": OutputParameters,
+    # the train-and-impute tool: one form, the seed they share once; its command uses the two tokens above
+    "train_impute": (TrainingParameters, ImputeParameters),
 }
-GALAXY_WITHOUT_ARGUMENTS = ("output",)  # the tools name their output file by it instead
+# output: the tools name their output file by it instead; train_impute: its command uses the two tokens
+GALAXY_WITHOUT_ARGUMENTS = ("output", "train_impute")
 # the output format of the merged Loom: a score (--evaluate) reads Loom
 MERGE_SUFFIX = "ext.suffix = { params.evaluate ? 'loom' : params.output_format }"
 

@@ -33,7 +33,7 @@ def impute_file(
     progress.message(
         f"model: {model.target_genes.size} target genes in {len(model.subnetworks)} sub-networks"
     )
-    zeros_filled = 0
+    zeros_filled = observed_changed = 0
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
         require_cells_and_genes(reader, in_path)
         problem = missing_model_genes(model, reader.genes)
@@ -60,6 +60,7 @@ def impute_file(
                 imputed = impute_counts(counts, reader.genes, model, policy=params.policy, fill=params.fill)
                 # genes the model does not impute are unchanged, so all columns can be counted
                 zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
+                observed_changed += int(((counts > 0) & (imputed != counts)).sum())
                 matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
                 if params.uncertainty:
                     matrices[UNCERTAINTY_LAYER] = uncertainty_layer(
@@ -73,9 +74,10 @@ def impute_file(
             genes=reader.n_genes,
             imputed_genes=sum(g in targets for g in reader.genes),
             zeros_filled=zeros_filled,
+            observed_changed=observed_changed,
         )
     progress.message(
         f"imputed {summary.imputed_genes} of {summary.genes} genes in {summary.cells} cells; "
-        f"{summary.zeros_filled} zeros filled"
+        f"{summary.zeros_filled} zeros filled; {summary.observed_changed} observed counts changed"
     )
     return summary

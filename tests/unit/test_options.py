@@ -150,3 +150,15 @@ def test_an_option_without_a_value_needs_one_unless_it_may_be_empty():
 
     with pytest.raises(ParameterError, match=r"^count: needs a value"):
         validate(Needed(count=None))
+
+
+def test_defaults_the_documentation_states_are_the_declared_ones():
+    """`--flag` (VALUE) in README.md and docs/ must be the flag's declared default."""
+    defaults = {item.flag: item.default for cls in PARAMETER_CLASSES for item in declared(cls)}
+    stated = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for flag, value in re.findall(r"`(--[a-z-]+)` \(([0-9][0-9.,e+-]*)[;)]", path.read_text()):
+            stated.append((path.name, flag, value))
+            assert flag in defaults, f"{path.name}: {flag} is no option"
+            assert float(value.replace(",", "")) == defaults[flag], f"{path.name}: {flag} ({value})"
+    assert len(stated) >= 5  # the training page states the paper's values
