@@ -1,8 +1,10 @@
 """Accuracy, time and memory of this tool against the original DeepImpute 1.2, side by side.
 
-For each dataset: filter (pbmc3k: genes detected in at least 10 cells), mask with
-`deepimpute mask --seed 0`, then train + impute with each tool on the same masked Loom,
-and score both with `deepimpute score` (same code, same masked entries).
+For each dataset and each seed: filter (pbmc3k: genes detected in at least 10 cells), mask
+with `deepimpute mask --seed SEED` (so every seed is another masking, and the spread over
+seeds holds both the masking's and the training's), then train + impute with each tool on
+the same masked Loom, and score both with `deepimpute score` (same code, same masked entries).
+``--fixed-masking`` masks with seed 0 for every seed (the protocol of results before 0.2).
 
     python benchmarks/accuracy.py --original-python /path/to/deepimpute-1.2-venv/bin/python
 
@@ -40,11 +42,13 @@ def deepimpute(*args: str) -> list[str]:
     return [sys.executable, "-m", "deepimpute_tool", *args]
 
 
-def prepare(name: str, filter_args: list[str], work: Path) -> Path:
-    filtered, masked = work / f"{name}.filtered.loom", work / f"{name}.masked.loom"
-    if not masked.exists():
+def prepare(name: str, filter_args: list[str], work: Path, *, masking_seed: int = 0) -> Path:
+    filtered = work / f"{name}.filtered.loom"
+    masked = work / f"{name}.masked.loom" if masking_seed == 0 else work / f"{name}.masked{masking_seed}.loom"
+    if not filtered.exists():
         measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *filter_args))
-        measure(deepimpute("mask", str(filtered), str(masked), "--seed", "0"))
+    if not masked.exists():
+        measure(deepimpute("mask", str(filtered), str(masked), "--seed", str(masking_seed)))
     return masked
 
 
@@ -117,6 +121,7 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="Extra options for `deepimpute train`.")
     parser.add_argument("--skip-original", action="store_true", help="Run this tool only.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="One run of each tool per seed.")
+    parser.add_argument("--fixed-masking", action="store_true", help="Mask with seed 0 whatever the seed.")
     parser.add_argument(
         "--variants",
         nargs="*",
@@ -133,11 +138,12 @@ def main() -> None:
         "machine": machine(),
         "train_args": args.train_args,
         "variants": variants,
-        "protocol": "filter, mask --seed 0 (10 entries per gene), train + impute, score at masked entries",
+        "protocol": "filter, mask --seed "
+        + ("0" if args.fixed_masking else "SEED")
+        + " (10 entries per gene), train + impute --seed SEED, score at masked entries",
         "datasets": {},
     }
     for name in args.datasets:
-        masked = prepare(name, DATASETS[name], args.work)
         runs: dict[str, list[dict]] = {
             "this_tool": [],
             **{f"this_tool {v}": [] for v in variants},
@@ -145,6 +151,7 @@ def main() -> None:
         }
         labels, original_failure = LABELS.get(name), None
         for seed in args.seeds:
+            masked = prepare(name, DATASETS[name], args.work, masking_seed=0 if args.fixed_masking else seed)
             runs["this_tool"].append(
                 run_this_tool(masked, args.work, args.train_args.split(), seed, labels=labels)
             )
