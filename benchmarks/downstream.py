@@ -19,8 +19,9 @@ score` on the same masked Looms.
 
     python benchmarks/downstream.py --original-python /tmp/di12/bin/python --magic-python /tmp/magic/bin/python
 
-Writes results/downstream.json and results/downstream.png, and prints a table. A dataset run
-again (``--datasets``) replaces its own entry in the JSON; the others are kept.
+Writes results/downstream.json and results/downstream.png, and prints a table. A method run
+again on a dataset (``--datasets``, ``--methods``) replaces its own figures in the JSON; the
+others are kept.
 """
 
 from __future__ import annotations
@@ -193,17 +194,19 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     variants = dict(item.split("=", 1) for item in args.variants)
-    # A dataset run again replaces its own entry; the others are kept.
+    # A method run again on a dataset replaces its own figures; the others are kept.
     results = json.loads(args.output.read_text()) if args.output.exists() else {"datasets": {}}
     results.update(
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine(), variants=variants
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=machine(),
+        variants={**results.get("variants", {}), **variants},
     )
     methods = [args.methods[0], *variants, *args.methods[1:]]
     for name in args.datasets:
         looms = masked_looms(name, args.work)
-        results["datasets"][name] = {
-            method: run_method(name, method, looms, args, variants) for method in methods
-        }
+        entry = results["datasets"].setdefault(name, {})
+        for method in methods:
+            entry[method] = run_method(name, method, looms, args, variants)
         args.output.write_text(json.dumps(results, indent=1))
         print(table({"datasets": {name: results["datasets"][name]}}), flush=True)
     plot(results, args.output.with_suffix(".png"))
