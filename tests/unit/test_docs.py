@@ -15,7 +15,9 @@ def test_every_test_that_docs_claims_names_exists():
         current = None
         for file_part, test_part in re.findall(r"`(?:([a-z0-9_/]+\.py))?(?:::(test_[\w*]+))?`", row):
             if file_part:
-                current = REPO / file_part if file_part.startswith("benchmarks/") else REPO / "tests" / file_part
+                current = (
+                    REPO / file_part if file_part.startswith("benchmarks/") else REPO / "tests" / file_part
+                )
                 assert current.is_file(), f"{file_part} does not exist"
             if test_part:
                 assert current is not None, f"{test_part} names no file"
