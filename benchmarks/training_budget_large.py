@@ -2,7 +2,8 @@
 
 No shared dataset has more cells than the default budget (100,000), so one is made: 150,000
 thinned copies of mouse1m_10k's cells (resample.py: each count kept with probability 0.9).
-For each seed it is masked with that seed (the paper's protocol), then trained and imputed with
+It is filtered as accuracy.py filters mouse1m_10k (repeated gene names made unique); for each
+seed it is masked with that seed (the paper's protocol), then trained and imputed with
 the default budget and with ``--max-cells 0`` (every cell), and both are scored at the same
 masked entries. Copies of 10,000 cells carry less new information than 150,000 real cells
 would, so this measures what the budget costs at this size, not what a real atlas would gain.
@@ -21,7 +22,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from accuracy import DATA, deepimpute, run_this_tool
+from accuracy import DATA, DATASETS, deepimpute, run_this_tool
 from measure import machine, measure
 from resample import write_resampled
 
@@ -42,11 +43,14 @@ def main() -> None:
     source = write_resampled(
         DATA / "mouse1m_10k.loom", args.work / f"mouse1m_10k.resampled{args.cells}.loom", n_cells=args.cells
     )
+    filtered = args.work / f"{source.stem}.filtered.loom"  # as accuracy.py filters mouse1m_10k
+    if not filtered.exists():
+        measure(deepimpute("filter", str(source), str(filtered), *DATASETS["mouse1m_10k"]))
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for seed in args.seeds:
         masked = args.work / f"{source.stem}.masked{seed}.loom"
         if not masked.exists():
-            measure(deepimpute("mask", str(source), str(masked), "--seed", str(seed)))
+            measure(deepimpute("mask", str(filtered), str(masked), "--seed", str(seed)))
         for arm, extra in ARMS.items():
             runs[arm].append({"seed": seed, **run_this_tool(masked, args.work, extra, seed)})
     summary = {}
