@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,8 @@ def machine() -> dict:
     except OSError:
         pass
     return {"processor": processor, "cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}
+
+
+def run_header() -> dict:
+    """The date and the machine, with which every results file begins."""
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}

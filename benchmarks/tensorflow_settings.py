@@ -18,11 +18,10 @@ import json
 import os
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from accuracy import DATASETS, deepimpute, prepare, score
-from measure import machine, measure
+from measure import measure, run_header
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {"oneDNN on (this tool's default)": None, "TF_ENABLE_ONEDNN_OPTS=0 (as the peers)": "0"}
@@ -50,8 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_header(),
         "datasets": {},
     }
     for name in args.datasets:

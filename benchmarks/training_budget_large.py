@@ -19,11 +19,10 @@ import argparse
 import json
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from accuracy import DATA, DATASETS, deepimpute, run_this_tool
-from measure import machine, measure
+from measure import measure, run_header
 from resample import write_resampled
 
 HERE = Path(__file__).resolve().parent
@@ -61,8 +60,7 @@ def main() -> None:
             summary[arm][key] = statistics.mean(values)
             summary[arm][f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_header(),
         "input": f"{args.cells} cells resampled from mouse1m_10k (1,000 genes)",
         "arms": summary,
     }

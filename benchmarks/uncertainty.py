@@ -17,11 +17,10 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from accuracy import DATASETS, deepimpute, prepare
-from measure import machine, measure
+from measure import measure, run_header
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,8 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_header(),
         "samples": args.samples,
         "datasets": {name: run(name, args.work, args.samples) for name in args.datasets},
     }
