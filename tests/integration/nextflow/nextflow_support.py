@@ -26,9 +26,14 @@ def language_server_jar() -> str:
 
 
 def _send(process: subprocess.Popen, message: dict) -> None:
+    """Send ``message``; to a server that has stopped (or never started) nothing is sent, and
+    its closed output ends the reading."""
     body = json.dumps(message).encode()
-    process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    process.stdin.flush()
+    try:
+        process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        process.stdin.flush()
+    except BrokenPipeError:
+        pass
 
 
 def _read(process: subprocess.Popen, inbox: queue.Queue) -> None:
@@ -125,11 +130,8 @@ def diagnostics(
             elif "id" in message and "method" in message:
                 _send(server, {"jsonrpc": "2.0", "id": message["id"], "result": None})
     finally:
-        try:
-            _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
-            _send(server, {"jsonrpc": "2.0", "method": "exit"})
-        except BrokenPipeError:  # the server had already stopped (or never started)
-            pass
+        _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        _send(server, {"jsonrpc": "2.0", "method": "exit"})
         try:
             server.wait(5)
         except subprocess.TimeoutExpired:
