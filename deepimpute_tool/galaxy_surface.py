@@ -29,7 +29,8 @@ def _galaxy_param(item: Declared) -> str:
         labels = spec.choice_labels or spec.choices
         for value, label in zip(spec.choices, labels):
             selected = ' selected="true"' if value == item.default else ""
-            children.append(f"<option value={quoteattr(value)}{selected}>{escape(label)}</option>")
+            label = escape(spell(label, spellings("galaxy")))
+            children.append(f"<option value={quoteattr(value)}{selected}>{label}</option>")
     elif item.type is str:
         attributes.update(type="text", value=item.default or "")
         if spec.pattern:

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool import __version__
-from deepimpute_tool.errors import InputError
+from deepimpute_tool.errors import InputError, spell
 from deepimpute_tool.fitting import Phase, fit_subnetworks
 from deepimpute_tool.model import NORMALISATIONS, Model, Normalisation, SubNetwork
 from deepimpute_tool.network import Layout, StepSettings
@@ -307,7 +307,8 @@ def train(
         What :func:`choose_training_cells` chose, for the input the rows of ``counts`` come from;
         None: ``counts`` holds every training cell, which ``params`` must not subsample.
     log
-        Receives progress messages.
+        Receives progress messages; options in them are marked, for
+        :func:`deepimpute_tool.errors.spell` to spell as the caller's surface does.
     on_epoch
         Called after each epoch with its number and losses.
     """
@@ -315,7 +316,7 @@ def train(
         cells = choose_training_cells(n_cells=counts.shape[0], n_genes=counts.shape[1], params=params)
         if cells.chosen is not None:
             raise ValueError(
-                f"params train on {cells.n_train} of the {cells.n_cells} cells given ({cells.reason}): "
+                f"params train on {cells.n_train} of the {cells.n_cells} cells given ({spell(cells.reason, {})}): "
                 "pass cells=choose_training_cells(...) and the counts of the cells it chose"
             )
     if counts.shape[0] != cells.n_train:

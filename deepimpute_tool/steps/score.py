@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepimpute_tool.dataset import require_cells_and_genes
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import HELDOUT_LAYER, MAIN, ORIGINAL_LAYER, RAW_LAYER, UNCERTAINTY_LAYER, LoomReader
@@ -33,6 +34,7 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
     out_path = Path(out_path) if out_path else default_scores_path(in_path)
     check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+        require_cells_and_genes(reader, in_path)
         protocols = [layer for layer in (ORIGINAL_LAYER, HELDOUT_LAYER) if layer in reader.layer_names]
         if RAW_LAYER not in reader.layer_names or not protocols:
             raise InputError(

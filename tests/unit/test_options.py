@@ -30,6 +30,8 @@ from tests.helpers import REPO
 def test_generated_files_are_up_to_date():
     """Fails until `python -m deepimpute_tool.surfaces` is run after an option changes."""
     assert surfaces.stale() == []
+    for name, make in surfaces.GENERATORS.items():  # every option named in them is spelled
+        assert "\u27e8" not in make() and "\u27e9" not in make(), name
 
 
 def test_every_command_has_exactly_the_declared_options():
