@@ -223,11 +223,31 @@ def _fail(message: str) -> None:
     os._exit(EXIT_CODE)
 
 
+class Cancelled(BaseException):
+    """A signal that cancels a job arrived: unwinding removes every temporary output on the way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _cancel(signum: int, frame) -> None:
+    raise Cancelled(signum)
+
+
+# what schedulers send to cancel or time out a job (Galaxy, SLURM, Nextflow: SIGTERM), and a
+# closed terminal (SIGHUP); SIGINT is Python's KeyboardInterrupt
+CANCELLING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``deepimpute STEP ...``, or ``deepimpute-STEP ...`` when called under a step's name."""
     # past a file-size limit, writes fail (and are reported) instead of the process being killed
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for name in CANCELLING_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _cancel)
     name = Path(sys.argv[0]).name
     step = name.removeprefix("deepimpute-")
     command, prog_name = cli, "deepimpute"
@@ -243,4 +263,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(error.format_message())
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGINT)
+    except Cancelled as cancelled:
+        # the outputs' temporaries were removed as the exception unwound the writing steps
+        click.echo(f"Cancelled ({signal.Signals(cancelled.signum).name}).", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + cancelled.signum)
