@@ -13,9 +13,11 @@ For each dataset (filtered as accuracy.py filters it) and each method, two imput
   counts; time and peak memory of this run.
 
 Methods: this tool with its defaults and with each of ``--variants`` (NAME=TRAIN ARGS | IMPUTE
-ARGS; by default the paper-faithful training, and the expected fill), DeepImpute 1.2 and DCA (``--original-python``: DeepImpute 1.2's environment, where DCA
-also runs, see README.md), MAGIC (``--magic-python``). Every method is scored by `deepimpute
-score` on the same masked Looms.
+ARGS; by default the other fills of the same model, and the model without a detection head,
+trained and imputed as before it), DeepImpute 1.2 and DCA (``--original-python``: DeepImpute 1.2's
+environment, where DCA also runs, see README.md), MAGIC (``--magic-python``). Variants with the
+same training arguments share one model. Every method is scored by `deepimpute score` on the
+same masked Looms; clustering scores are means over 10 k-means and 5 Leiden starts.
 
     python benchmarks/downstream.py --original-python /tmp/di12/bin/python --magic-python /tmp/magic/bin/python
 
@@ -38,9 +40,9 @@ from accuracy import DATASETS, LABELS, deepimpute, prepare
 from measure import machine, measure
 
 HERE = Path(__file__).resolve().parent
-PAPER = "--coarse-learning-rate 0 --patience 5 --subset-split remainder --max-cells 0"
 MCV = ("mcv_mse", "mcv_poisson", "mcv_mse_scaled", "mcv_poisson_scaled", "mcv_score", "mcv_mse_median_depth")
-MEASURES = ("pearson", "mse_count_ge2", *MCV, "ari", "ami", "ari_leiden", "ami_leiden")
+CLUSTERING = ("ari", "ari_sd", "ami", "ari_leiden", "ari_leiden_sd", "ami_leiden", "silhouette")
+MEASURES = ("pearson", "mse_count_ge2", *MCV, *CLUSTERING)
 LOWER_IS_BETTER = ("mse_count_ge2", "mcv_mse", "mcv_poisson", "mcv_mse_median_depth")
 
 
@@ -53,26 +55,40 @@ def masked_looms(name: str, work: Path) -> dict[str, Path]:
     return looms
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+# models trained in this run, by (masked Loom, training arguments): variants that differ only in
+# how they impute share one model, so their figures differ by the imputation alone
+TRAINED: dict[tuple[Path, str], tuple[Path, float, float]] = {}
+
+
 def impute(
     method: str, masked: Path, out: Path, args: argparse.Namespace, variants: dict
-) -> tuple[float, float]:
-    """Impute ``masked`` into ``out`` with ``method``; (seconds, peak RSS in MB) of the whole of it."""
+) -> tuple[float, float, float | None]:
+    """Impute ``masked`` into ``out`` with ``method``: seconds and peak RSS (MB) of the whole of it,
+    and this tool's seconds of training alone (None for the others)."""
     out.unlink(missing_ok=True)
     if method == "this tool" or method in variants:
-        model = out.with_suffix(".model")
-        shutil.rmtree(model, ignore_errors=True)
         train_args, _, impute_args = variants.get(method, "").partition("|")
-        trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *train_args.split()))
+        key = (masked, " ".join(train_args.split()))
+        if key not in TRAINED:
+            model = args.work / f"{masked.stem}.{_slug(key[1]) or 'defaults'}.model"
+            shutil.rmtree(model, ignore_errors=True)
+            trained = measure(deepimpute("train", str(masked), str(model), "--quiet", *key[1].split()))
+            TRAINED[key] = (model, trained.seconds, trained.peak_rss_mb)
+        model, train_seconds, train_peak = TRAINED[key]
         imputed = measure(
             deepimpute("impute", str(masked), str(model), str(out), "--quiet", *impute_args.split())
         )
-        return trained.seconds + imputed.seconds, max(trained.peak_rss_mb, imputed.peak_rss_mb)
+        return train_seconds + imputed.seconds, max(train_peak, imputed.peak_rss_mb), train_seconds
     runner = {"DeepImpute 1.2": "original_deepimpute.py", "MAGIC": "magic_impute.py", "DCA": "dca_impute.py"}[
         method
     ]
     python = args.magic_python if method == "MAGIC" else args.original_python
     result = measure([python, str(HERE / runner), str(masked), str(out), "--cores", "2"])
-    return result.seconds, result.peak_rss_mb
+    return result.seconds, result.peak_rss_mb, None
 
 
 def scored(imputed: Path, labels: str | None) -> dict:
@@ -85,22 +101,31 @@ def scored(imputed: Path, labels: str | None) -> dict:
     return json.loads(out.read_text())
 
 
-def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dict:
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", method).strip("_")
-    imputed = {kind: args.work / f"{name}.{slug}.{kind}.loom" for kind in looms}
-    result: dict = {}
+def run_method(name: str, method: str, looms: dict, args, variants: dict, before: dict) -> dict:
+    """Impute and score ``method`` on both maskings of dataset ``name``. A peer's imputed Looms
+    from an earlier run are scored again, not imputed again, with ``--rescore-peers`` (its time
+    and memory are then that run's, from ``before``)."""
+    imputed = {kind: args.work / f"{name}.{_slug(method)}.{kind}.loom" for kind in looms}
+    peer = method != "this tool" and method not in variants
+    rescore = peer and args.rescore_peers and all(path.exists() for path in imputed.values())
+    result: dict = {"rescored": True} if rescore else {}
     try:
-        impute(method, looms["paper"], imputed["paper"], args, variants)
+        if not rescore:
+            impute(method, looms["paper"], imputed["paper"], args, variants)
         paper = scored(imputed["paper"], None)
         result.update(pearson=paper["pearson"], mse_count_ge2=paper["mse_count_ge2"])
-        seconds, peak = impute(method, looms["mcv"], imputed["mcv"], args, variants)
+        if rescore:
+            seconds, peak, train_seconds = before["seconds"], before["peak_rss_mb"], None
+        else:
+            seconds, peak, train_seconds = impute(method, looms["mcv"], imputed["mcv"], args, variants)
         mcv = scored(imputed["mcv"], LABELS.get(name))
     except RuntimeError as failure:
         return {**result, "failed": str(failure).strip().splitlines()[-1][-300:]}
-    mcv["mcv_score"] = (mcv["mcv_mse_scaled"] + mcv["mcv_poisson_scaled"]) / 2
     result.update(
         {measure: mcv[measure] for measure in MCV}, seconds=round(seconds, 1), peak_rss_mb=round(peak)
     )
+    if train_seconds is not None:
+        result["train_seconds"] = round(train_seconds, 1)
     baseline = {
         "mcv_mse": mcv["mcv_mse_without_imputation"],
         "mcv_poisson": mcv["mcv_poisson_without_imputation"],
@@ -108,7 +133,7 @@ def run_method(name: str, method: str, looms: dict, args, variants: dict) -> dic
         **dict.fromkeys(("mcv_mse_scaled", "mcv_poisson_scaled", "mcv_score"), 0.0),
     }
     if "clustering" in mcv:
-        for key in ("ari", "ami", "ari_leiden", "ami_leiden"):
+        for key in CLUSTERING:
             result[key] = mcv["clustering"]["imputed"][key]
             baseline[key] = mcv["clustering"]["without_imputation"][key]
     result["without_imputation"] = baseline
@@ -132,6 +157,41 @@ def table(results: dict) -> str:
                 continue
             cells = [_figure(m, figures[m]) if m in figures else "-" for m in columns]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TARGET_MEASURES = ("pearson", "mse_count_ge2", "mcv_mse", "mcv_poisson", "ari")
+
+
+def verdict(results: dict, method: str = "this tool") -> str:
+    """Per dataset, how ``method`` stands: the measures of TARGET_MEASURES on which it is ahead of
+    both MAGIC and DCA, whether it beats no imputation on MCV MSE and Poisson, and whether it is
+    not behind the unimputed counts on k-means and Leiden ARI (where there are labels)."""
+    lines = [
+        f"\n{method}: ahead of MAGIC and DCA; MCV against no imputation; ARI against no imputation\n",
+        "| dataset | ahead of both on | MCV MSE < none | MCV Poisson < none | ARI k-means, Leiden >= none |",
+        "|---|---|---|---|---|",
+    ]
+    for name, methods in results["datasets"].items():
+        ours, peers = methods.get(method, {}), [methods.get(p, {}) for p in ("MAGIC", "DCA")]
+        if "pearson" not in ours or any("pearson" not in p for p in peers):
+            continue
+        ahead = [
+            m
+            for m in TARGET_MEASURES
+            if m in ours
+            and all(ours[m] < p[m] if m in LOWER_IS_BETTER else ours[m] > p[m] for p in peers if m in p)
+        ]
+        none = ours["without_imputation"]
+        ari = (
+            f"{ours['ari'] >= none['ari']}, {ours['ari_leiden'] >= none['ari_leiden']}"
+            if "ari" in ours
+            else "-"
+        )
+        lines.append(
+            f"| {name} | {', '.join(ahead) or 'none'} ({len(ahead)} of {sum(m in ours for m in TARGET_MEASURES)}) "
+            f"| {ours['mcv_mse'] < none['mcv_mse']} | {ours['mcv_poisson'] < none['mcv_poisson']} | {ari} |"
+        )
     return "\n".join(lines)
 
 
@@ -184,11 +244,22 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="*",
-        default=[f"this tool, paper={PAPER}", "this tool, expected fill=| --fill expected"],
+        default=[
+            "paper fill (layer detected_fill)=| --fill detected",
+            "policy all (denoised)=| --fill expected_log --policy all",
+            "expected, policy all=| --fill expected --policy all",
+            "confident=| --fill confident",
+            "no detection head (as before)=--no-detection |",
+        ],
         metavar="NAME=ARGS",
     )
     parser.add_argument("--original-python", help="DeepImpute 1.2's environment (also DCA's)")
     parser.add_argument("--magic-python", help="MAGIC's environment")
+    parser.add_argument(
+        "--rescore-peers",
+        action="store_true",
+        help="score the peers' imputed Looms of an earlier run in --work again instead of imputing anew",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "downstream.json")
     args = parser.parse_args()
@@ -206,11 +277,12 @@ def main() -> None:
         looms = masked_looms(name, args.work)
         entry = results["datasets"].setdefault(name, {})
         for method in methods:
-            entry[method] = run_method(name, method, looms, args, variants)
+            entry[method] = run_method(name, method, looms, args, variants, entry.get(method, {}))
         args.output.write_text(json.dumps(results, indent=1))
         print(table({"datasets": {name: results["datasets"][name]}}), flush=True)
     plot(results, args.output.with_suffix(".png"))
     print(table(results))
+    print(verdict(results))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def _galaxy_param(item: Declared) -> str:
     children = []
     if item.type is bool:
         attributes.update(
-            type="boolean", truevalue=item.flag, falsevalue="", checked=str(item.default).lower()
+            type="boolean", truevalue=item.flag, falsevalue=item.off_flag, checked=str(item.default).lower()
         )
     elif spec.choices:
         attributes["type"] = "select"

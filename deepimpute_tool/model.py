@@ -7,12 +7,13 @@ A model directory holds two files:
     training parameter, training history, device, software versions, the SHA-256 of the
     weights and a SHA-256 of the JSON content itself.
 ``weights.npz``
-    Plain float32 arrays, four per sub-network (``W1``, ``b1``, ``W2``, ``b2``), read with
-    ``allow_pickle=False``.
+    Plain float32 arrays, four per sub-network (``W1``, ``b1``, ``W2``, ``b2``), and two more
+    (``W3``, ``b3``) for a detection head, read with ``allow_pickle=False``.
 
 A gene may be the target of several sub-networks (training's ``ensemble`` option); its
 prediction is then the mean of their normalised log predictions. Format version 2 allows
-this; version 1 models, whose genes each have one sub-network, load unchanged.
+this; version 3 adds the detection head (every sub-network has one, or none does); older
+models load and impute unchanged.
 
 Loading (:mod:`deepimpute_tool.model_loading`) parses JSON and numeric arrays only, so a model
 from a stranger (a Galaxy upload) is safe to load. Prediction is plain numpy, so imputation
@@ -35,8 +36,10 @@ import numpy as np
 from deepimpute_tool import __version__
 
 MODEL_FORMAT = "deepimpute-tool-model"
-MODEL_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+MODEL_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
+VALUE_ARRAYS = ("W1", "b1", "W2", "b2")
+DETECTION_ARRAYS = ("W3", "b3")
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.npz"
 NORMALISATIONS = ("log1p", "library")
@@ -67,7 +70,8 @@ class Normalisation:
 
 @dataclass(frozen=True)
 class SubNetwork:
-    """One sub-network: predictor genes in, target genes out, two dense layers."""
+    """One sub-network: predictor genes in, target genes out, two dense layers, and optionally a
+    detection head (``W3``, ``b3``) on the same hidden layer."""
 
     targets: np.ndarray
     predictors: np.ndarray
@@ -75,14 +79,28 @@ class SubNetwork:
     b1: np.ndarray
     W2: np.ndarray
     b2: np.ndarray
+    W3: np.ndarray | None = None
+    b3: np.ndarray | None = None
 
     def predict_log(self, inputs: np.ndarray, *, dropout: Dropout | None = None) -> np.ndarray:
         """Normalised log values of the targets from those of the predictors (cells x genes, float32);
         with ``dropout``, one prediction with hidden units dropped as in training."""
-        hidden = np.maximum(inputs @ self.W1 + self.b1, 0.0)
-        if dropout is not None:
-            hidden *= dropout.mask(hidden.shape)
-        return _softplus(hidden @ self.W2 + self.b2)
+        return self.predict(inputs, dropout=dropout)[0]
+
+    def predict(
+        self, inputs: np.ndarray, *, dropout: Dropout | None = None, detection: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_log`, and with ``detection`` the probability that each target is
+        detected (None without a detection head)."""
+        # a forged model can overflow here; callers check that what comes out is finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            hidden = np.maximum(inputs @ self.W1 + self.b1, 0.0)
+            if dropout is not None:
+                hidden *= dropout.mask(hidden.shape)
+            values = _softplus(hidden @ self.W2 + self.b2)
+            if not detection or self.W3 is None:
+                return values, None
+            return values, _sigmoid(hidden @ self.W3 + self.b3)
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,44 @@ def _softplus(z: np.ndarray) -> np.ndarray:
     np.log1p(z, out=z)
     z += positive
     return z
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)), overwriting ``z``, without overflow warnings for large |z|."""
+    with np.errstate(over="ignore"):
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+    z += 1.0
+    np.reciprocal(z, out=z)
+    return z
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model predicts for the target genes of some cells (cells x targets, float32).
+
+    ``log_detected``: the normalised log value a gene has where it is detected; ``factors``:
+    each cell's multiplier from counts to the normalised scale (cells x 1; None: log1p of raw
+    counts); ``probability``: the probability that the gene is detected (None: the model has
+    no detection head).
+    """
+
+    log_detected: np.ndarray
+    factors: np.ndarray | None = None
+    probability: np.ndarray | None = None
+
+    def counts(self, log_values: np.ndarray) -> np.ndarray:
+        """Normalised log values back to counts on the input's scale (overwriting ``log_values``)."""
+        with np.errstate(over="ignore"):  # the caller checks that every prediction is finite
+            values = np.expm1(log_values, out=log_values)
+        if self.factors is not None:
+            values /= self.factors
+        return values
+
+    @functools.cached_property
+    def detected(self) -> np.ndarray:
+        """The count a gene has where it is detected, on the scale of the input."""
+        return self.counts(self.log_detected.copy())
 
 
 @dataclass(frozen=True)
@@ -150,6 +206,11 @@ class Model:
             times[columns] += 1
         return times if times.max() > 1 else None
 
+    @property
+    def has_detection(self) -> bool:
+        """Whether the sub-networks predict the probability of detection too."""
+        return self.subnetworks[0].W3 is not None
+
     @functools.cached_property
     def genes(self) -> np.ndarray:
         """Every gene the model reads: targets and predictors, sorted."""
@@ -160,7 +221,19 @@ class Model:
     def predict_counts(
         self, counts: np.ndarray, gene_names: np.ndarray, *, dropout: Dropout | None = None
     ) -> np.ndarray:
-        """Predicted counts of the target genes, on the scale of ``counts``.
+        """Predicted counts of the target genes where detected: :meth:`predict` without the probability."""
+        return self.predict(counts, gene_names, dropout=dropout).detected
+
+    def predict(
+        self,
+        counts: np.ndarray,
+        gene_names: np.ndarray,
+        *,
+        dropout: Dropout | None = None,
+        detection: bool = False,
+    ) -> Prediction:
+        """Predicted counts of the target genes where detected, on the scale of ``counts``, and
+        with ``detection`` (for a model with a detection head) the probability of detection.
 
         Parameters
         ----------
@@ -170,11 +243,14 @@ class Model:
         dropout
             Sample a prediction with hidden units dropped (Monte Carlo dropout) instead of
             the deterministic one.
+        detection
+            Also predict the probability of detection (ignored without a detection head).
 
         Returns
         -------
-        Cells x targets array, columns in the order of :attr:`target_genes`. A gene predicted
-        by several sub-networks gets the mean of their normalised log predictions.
+        Cells x targets arrays, columns in the order of :attr:`target_genes`. A gene predicted
+        by several sub-networks gets the mean of their normalised log predictions, and the
+        mean of their probabilities.
         """
         position = {name: i for i, name in enumerate(gene_names)}
         # the normalised log values of every gene the model reads, once; each sub-network gathers its own
@@ -184,16 +260,20 @@ class Model:
             factors = self.normalisation.size_factors(log_values.sum(axis=1))[:, None]
             log_values *= factors
         np.log1p(log_values, out=log_values)
-        log_predictions = np.zeros((counts.shape[0], self.target_genes.size), np.float32)
+        shape = (counts.shape[0], self.target_genes.size)
+        log_predictions = np.zeros(shape, np.float32)
+        detection = detection and self.has_detection
+        probability = np.zeros(shape, np.float32) if detection else None
         for net, inputs, columns in zip(self.subnetworks, self._input_columns, self._target_columns):
-            log_predictions[:, columns] += net.predict_log(log_values[:, inputs], dropout=dropout)
+            values, detected = net.predict(log_values[:, inputs], dropout=dropout, detection=detection)
+            log_predictions[:, columns] += values
+            if detection:
+                probability[:, columns] += detected
         if self._times_predicted is not None:
             log_predictions /= self._times_predicted
-        with np.errstate(over="ignore"):  # the caller checks that every prediction is finite
-            predictions = np.expm1(log_predictions, out=log_predictions)
-        if factors is not None:
-            predictions /= factors
-        return predictions
+            if detection:
+                probability /= self._times_predicted
+        return Prediction(log_predictions, factors, probability)
 
     # ------------------------------------------------------------ save / load
 
@@ -201,8 +281,9 @@ class Model:
         """Write ``model.json`` and ``weights.npz`` into an existing empty directory."""
         directory = Path(directory)
         arrays = {}
+        names = VALUE_ARRAYS + (DETECTION_ARRAYS if self.has_detection else ())
         for i, net in enumerate(self.subnetworks):
-            for name in ("W1", "b1", "W2", "b2"):
+            for name in names:
                 arrays[f"subnet{i:04d}/{name}"] = np.asarray(getattr(net, name), dtype=np.float32)
         weights_path = directory / WEIGHTS_FILE
         np.savez(weights_path, **arrays)
@@ -210,7 +291,11 @@ class Model:
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "tool_version": __version__,
-            "architecture": {"hidden_activation": "relu", "output_activation": "softplus"},
+            "architecture": {
+                "hidden_activation": "relu",
+                "output_activation": "softplus",
+                "detection_activation": "sigmoid" if self.has_detection else None,
+            },
             "normalisation": self.normalisation.to_dict(),
             "parameters": self.parameters,
             "training": self.training,

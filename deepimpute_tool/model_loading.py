@@ -31,10 +31,12 @@ from deepimpute_tool.limits import (
     require_memory,
 )
 from deepimpute_tool.model import (
+    DETECTION_ARRAYS,
     MODEL_FORMAT,
     MODEL_JSON,
     NORMALISATIONS,
     READABLE_FORMAT_VERSIONS,
+    VALUE_ARRAYS,
     WEIGHTS_FILE,
     Model,
     Normalisation,
@@ -154,6 +156,14 @@ def _check_content(content: object, where: Path) -> dict:
         raise ModelError(where, f"{MODEL_JSON} has an unknown normalisation {norm}")
     if not isinstance(content["weights"].get("sha256"), str):
         raise ModelError(where, f"{MODEL_JSON} is malformed: no checksum of the weights")
+    architecture = content.get("architecture", {})
+    head = architecture.get("detection_activation") if isinstance(architecture, dict) else "malformed"
+    if head not in (None, "sigmoid"):
+        raise ModelError(where, f"{MODEL_JSON} has an unknown architecture {str(architecture)[:200]}")
+    if head is not None and content["format_version"] < 3:
+        raise ModelError(
+            where, f"{MODEL_JSON} has a detection head, which format {content['format_version']} cannot hold"
+        )
     return content
 
 
@@ -165,18 +175,20 @@ _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.f
 
 
 def _read_weights(weights_bytes: bytes, content: dict, where: Path) -> list[tuple[np.ndarray, ...]]:
-    """Each sub-network's (W1, b1, W2, b2), every array's header checked before it is read."""
+    """Each sub-network's (W1, b1, W2, b2[, W3, b3]), every array's header checked before it is read."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(weights_bytes))
     except zipfile.BadZipFile as error:
         raise ModelError(where, f"{WEIGHTS_FILE} cannot be read: {error}") from None
     members = {info.filename: info for info in archive.infolist()}
+    detection = content.get("architecture", {}).get("detection_activation") == "sigmoid"  # checked above
+    names = VALUE_ARRAYS + (DETECTION_ARRAYS if detection else ())
     arrays = []
     with archive:
         for i, entry in enumerate(content["subnetworks"]):
             n_in, n_out = len(entry["predictors"]), len(entry["targets"])
             found = {}
-            for name in ("W1", "b1", "W2", "b2"):
+            for name in names:
                 info = members.get(f"subnet{i:04d}/{name}.npy")
                 if info is None:
                     raise ModelError(where, f"{WEIGHTS_FILE} lacks {name} of sub-network {i}")
@@ -199,9 +211,11 @@ def _read_weights(weights_bytes: bytes, content: dict, where: Path) -> list[tupl
                 (n_out,),
             ):
                 raise ModelError(where, f"sub-network {i}: weights do not match its gene lists")
+            if detection and (found["W3"].shape, found["b3"].shape) != ((hidden, n_out), (n_out,)):
+                raise ModelError(where, f"sub-network {i}: detection weights do not match its gene lists")
             if not all(np.isfinite(a).all() for a in found.values()):
                 raise ModelError(where, f"sub-network {i}: weights hold NaN or infinite values")
-            arrays.append(tuple(found[name] for name in ("W1", "b1", "W2", "b2")))
+            arrays.append(tuple(found[name] for name in names))
     return arrays
 
 

@@ -120,6 +120,11 @@ class Declared:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def off_flag(self) -> str:
+        """The flag that turns off a boolean option that is on by default ('' for the others)."""
+        return "--no-" + self.name.replace("_", "-") if self.type is bool and self.default else ""
+
 
 @functools.cache
 def declared(cls: type) -> tuple[Declared, ...]:
@@ -242,7 +247,8 @@ def click_option(item: Declared) -> Callable:
     spec = item.option
     help_text = spell(spec.help, spellings("cli"))
     if item.type is bool:
-        return click.option(item.flag, item.name, is_flag=True, default=item.default, help=help_text)
+        flags = f"{item.flag}/{item.off_flag}" if item.off_flag else item.flag
+        return click.option(flags, item.name, is_flag=True, default=item.default, help=help_text)
     if item.default is None and spec.default_text:
         help_text += f"  [default: {spec.default_text}]"
     return click.option(

@@ -218,7 +218,7 @@ def params_config() -> str:
 def _ext_arg(item: Declared) -> str:
     value = f"${{params.{item.name}}}"
     if item.type is bool:
-        return f"params.{item.name} ? '{item.flag}' : ''"
+        return f"params.{item.name} ? '{item.flag}' : '{item.off_flag}'"
     if item.type is str and not item.option.choices:  # free text: the schema's pattern keeps quotes out
         value = f"'{value}'"
     argument = f'"{item.flag} {value}"'

@@ -130,6 +130,14 @@ class TrainingParameters:
         0.2, minimum=0, maximum=1, max_open=True, section="advanced", label="Dropout rate",
         help="Dropout rate after the hidden layer.",
     )  # fmt: skip
+    detection: bool = option(
+        True,
+        label="Learn the probability of detection",
+        help="Give each sub-network a second output: the probability that each target is detected "
+        "(count > 0) in a cell, learnt from every entry, zeros included (the paper's loss ignores "
+        "zeros, so the count alone cannot tell a dropout from a gene that is off). Imputation's "
+        "default, a denoised matrix (⟨fill⟩ expected_log), needs it. Off: the paper's network alone.",
+    )
     learning_rate: float = option(
         1e-4,
         minimum=0,
@@ -376,6 +384,7 @@ def train(
         [np.searchsorted(used, t) for t in subsets],
         n_columns=x.shape[1],
         hidden=params.hidden,
+        detection=params.detection,
     )
     log(
         f"inputs per sub-network: {layout.n_in.min()}-{layout.n_in.max()}; "
@@ -399,10 +408,7 @@ def train(
     history = fit.history
     _log_phases(history, params, log)
     genes = np.asarray(genes, dtype=object).astype(str)
-    subnetworks = [
-        SubNetwork(targets=genes[t], predictors=genes[p], W1=w[0], b1=w[1], W2=w[2], b2=w[3])
-        for t, p, w in zip(subsets, predictors, fit.weights)
-    ]
+    subnetworks = [SubNetwork(genes[t], genes[p], *w) for t, p, w in zip(subsets, predictors, fit.weights)]
     from deepimpute_tool.lean_imports import import_tensorflow
 
     return Model(

@@ -68,7 +68,8 @@ def read_matrix(path: Path, layer: str = "") -> np.ndarray:
 
 
 def assert_same_imputation(actual: np.ndarray, expected: np.ndarray, raw: np.ndarray) -> None:
-    """Imputed matrices that must agree: observed counts bit for bit, predictions to float32 rounding.
+    """Imputed matrices that keep observed counts (the paper's imputation, ``--policy restore``) and
+    must agree: observed counts bit for bit, predictions to float32 rounding.
 
     BLAS sums a matrix product in an order that can depend on how many rows it is given (seen
     with OpenBLAS on AMD EPYC, not on Intel Xeon), so imputing cells in other blocks may change

@@ -8,16 +8,27 @@ from pathlib import Path
 import numpy as np
 
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
-from deepimpute_tool.errors import InputError
+from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.imputation import (
     ImputeParameters,
     ImputeSummary,
-    impute_counts,
+    for_model,
+    impute_block,
     missing_model_genes,
     uncertainty_layer,
 )
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import MAIN, RAW_LAYER, UNCERTAINTY_LAYER, CellBlock, LoomReader, provenance
+from deepimpute_tool.loom import (
+    DETECTED_FILL_LAYER,
+    DETECTION_LAYER,
+    IMPUTED_GENE_ATTR,
+    MAIN,
+    RAW_LAYER,
+    UNCERTAINTY_LAYER,
+    CellBlock,
+    LoomReader,
+    provenance,
+)
 from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
@@ -30,8 +41,12 @@ def impute_file(
     """Impute a Loom with a saved model into a new Loom (or h5ad), a block of cells at a time."""
     check_outputs([Output(Path(out_path))], inputs=[in_path, model_path])
     model = load_model(model_path)
+    with about(model_path):
+        params = for_model(params, model)
     progress.message(
         f"model: {model.target_genes.size} target genes in {len(model.subnetworks)} sub-networks"
+        + (", with a detection head" if model.has_detection else "")
+        + f"; ⟨fill⟩ {params.fill}, ⟨policy⟩ {params.policy}"
     )
     zeros_filled = observed_changed = 0
     with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
@@ -41,11 +56,17 @@ def impute_file(
             raise InputError(in_path, problem)
         model_genes, targets = set(model.genes.tolist()), set(model.target_genes.tolist())
         check_unique([g for g in reader.genes if g in model_genes], path=in_path, what="gene names")
-        refuse_layers(in_path, reader.layer_names, (RAW_LAYER, UNCERTAINTY_LAYER), done="imputed")
+        ours = (RAW_LAYER, UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, DETECTION_LAYER)
+        refuse_layers(in_path, reader.layer_names, ours, done="imputed")
         counts_dtype = reader.count_dtype()
         others = reader.layer_names
         layout = reader.layout()
+        layout["gene_attrs"][IMPUTED_GENE_ATTR] = np.isin(reader.genes, model.target_genes).astype(np.uint8)
         layout["layer_dtypes"].update({MAIN: counts_dtype, RAW_LAYER: counts_dtype})
+        if params.detected_layer:
+            layout["layer_dtypes"][DETECTED_FILL_LAYER] = counts_dtype
+        if params.detection_layer:
+            layout["layer_dtypes"][DETECTION_LAYER] = np.dtype(np.float32)
         if params.uncertainty:
             layout["layer_dtypes"][UNCERTAINTY_LAYER] = np.dtype(np.float32)
         rng = np.random.default_rng(params.seed)
@@ -57,11 +78,19 @@ def impute_file(
         ):
             for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
                 counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
-                imputed = impute_counts(counts, reader.genes, model, policy=params.policy, fill=params.fill)
+                try:
+                    result = impute_block(counts, reader.genes, model, params=params)
+                except ModelError as error:
+                    raise ModelError(model_path, error.problem) from None
+                imputed = result.counts
                 # genes the model does not impute are unchanged, so all columns can be counted
                 zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
                 observed_changed += int(((counts > 0) & (imputed != counts)).sum())
                 matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
+                if result.detected_fill is not None:
+                    matrices[DETECTED_FILL_LAYER] = result.detected_fill
+                if result.detection is not None:
+                    matrices[DETECTION_LAYER] = result.detection
                 if params.uncertainty:
                     matrices[UNCERTAINTY_LAYER] = uncertainty_layer(
                         counts, reader.genes, model, samples=params.uncertainty, rng=rng

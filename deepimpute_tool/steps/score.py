@@ -11,7 +11,15 @@ import numpy as np
 from deepimpute_tool.dataset import require_cells_and_genes
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import HELDOUT_LAYER, MAIN, ORIGINAL_LAYER, RAW_LAYER, UNCERTAINTY_LAYER, LoomReader
+from deepimpute_tool.loom import (
+    DETECTED_FILL_LAYER,
+    HELDOUT_LAYER,
+    MAIN,
+    ORIGINAL_LAYER,
+    RAW_LAYER,
+    UNCERTAINTY_LAYER,
+    LoomReader,
+)
 from deepimpute_tool.outputs import FOLDER, Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import ScoreParameters, accuracy_metrics, concatenate, masked_entries, mcv_scores
@@ -29,7 +37,8 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
 
     The scores are those of the protocol the Loom was masked with: at the masked entries (layer
     ``original``), or by molecular cross-validation (layer ``heldout``); with ``params.labels``,
-    clustering scores too.
+    clustering scores too. The paper's imputation that impute writes beside a denoised matrix
+    (layer ``detected_fill``) is scored at the masked entries too, under ``detected_fill``.
     """
     out_path = Path(out_path) if out_path else default_scores_path(in_path)
     check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
@@ -48,8 +57,8 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
                 in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
             )
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
-        spread = [UNCERTAINTY_LAYER] if UNCERTAINTY_LAYER in reader.layer_names else []
-        layers = (MAIN, RAW_LAYER, *protocols, *spread)
+        extra = [name for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER) if name in reader.layer_names]
+        layers = (MAIN, RAW_LAYER, *protocols, *extra)
 
         def blocks():
             for block in reader.blocks(layers=layers, counts=(RAW_LAYER, *protocols)):
@@ -65,6 +74,16 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             if entries.truth.size == 0:
                 raise InputError(None, "has no masked entries (positive in 'original', zero in 'raw')")
             metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
+            if DETECTED_FILL_LAYER in extra:
+                paper = concatenate([
+                    masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER],
+                                   _imputed(b.matrices[DETECTED_FILL_LAYER]), cell_offset=b.cells.start)
+                    for b, _ in blocks()
+                ])  # fmt: skip
+                found = accuracy_metrics(paper, gene_names=reader.genes, cell_names=reader.cells)
+                metrics[DETECTED_FILL_LAYER] = {
+                    key: found[key] for key in ("mse", "pearson", "mse_count_ge2", "pearson_count_ge2")
+                }
         if HELDOUT_LAYER in protocols:
             metrics.update(mcv_scores(
                 lambda: ((imputed, b.matrices[RAW_LAYER], b.matrices[HELDOUT_LAYER]) for b, imputed in blocks())

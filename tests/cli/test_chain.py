@@ -41,24 +41,40 @@ def test_chain_outputs(chain):
         np.testing.assert_array_equal(imputed.layers["raw"][:, :], masked[:, :])
         np.testing.assert_array_equal(imputed.layers["original"][:, :], masked.layers["original"][:, :])
         assert (imputed[:, :] > 0).mean() > (masked[:, :] > 0).mean()
+        # by default the zeros of the imputed genes get the expected log count, the observed counts
+        # are kept, and the paper's imputation (zeros filled with the detected count) is beside it
+        modelled = imputed.ra.deepimpute_imputed == 1
+        assert (
+            modelled.sum()
+            == json.loads((work / "model" / "model.json").read_text())["training"]["target_genes"]
+        )
+        observed = masked[:, :] > 0
+        paper, main = imputed.layers["detected_fill"][:, :], imputed[:, :]
+        for matrix in (paper, main):
+            np.testing.assert_array_equal(matrix[observed], masked[:, :][observed])
+            np.testing.assert_array_equal(matrix[~modelled], masked[:, :][~modelled])
+        zeros = ~observed & modelled[:, None]
+        assert (main[zeros] > 0).all() and (main[zeros] < paper[zeros]).all()
         for step in ("filter", "mask", "impute"):
             record = json.loads(imputed.attrs[f"deepimpute_{step}"])
             assert record["step"] == step and record["version"]
     scores = json.loads((work / "imputed.scores.json").read_text())
     assert scores["masked_entries"] > 1000 and 0 < scores["pearson"] <= 1
     assert scores["mse"] < scores["mse_without_imputation"]
+    measures = {f"{m}{c}{sd}" for m in ("ari", "ami", "fmi") for c in ("", "_leiden") for sd in ("", "_sd")}
     assert set(scores["clustering"]["imputed"]) == {
         "clusters",
-        "ari",
-        "ami",
-        "fmi",
-        "ari_leiden",
-        "ami_leiden",
-        "fmi_leiden",
         "leiden_clusters",
         "silhouette",
+        "starts",
+        *measures,
     }
+    assert scores["clustering"]["imputed"]["starts"] == {"kmeans": 10, "leiden": 5}
     assert "Pearson (log1p)" in scored.stdout
+    # the paper's imputation beside the denoised matrix is scored at the same masked entries
+    paper = scores["detected_fill"]
+    assert 0 < paper["pearson"] <= 1 and paper["pearson"] != scores["pearson"]
+    assert "layer detected_fill: Pearson (log1p)" in scored.stdout
     assert sorted(p.name for p in (work / "plots").iterdir()) == [
         "imputed_vs_true.png",
         "mse_distributions.png",

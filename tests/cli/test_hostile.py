@@ -697,7 +697,7 @@ def test_non_ascii_names_and_huge_counts_survive_every_step_exactly(tmp_path):
         with loompy.connect(str(path), "r") as ds:  # loompy reads the same names
             assert list(ds.ra.Gene) == genes.tolist() and list(ds.ca.CellID) == cells.tolist()
     with h5py.File(tmp_path / "i.loom", "r") as f:
-        for layer in ("matrix", "layers/raw"):
+        for layer in ("matrix", "layers/detected_fill", "layers/raw"):
             assert f[layer].dtype == np.float64
             assert int(f[layer][5, 7]) == 2**40 + 3
             observed = counts > 0

@@ -32,7 +32,7 @@ def imputed(pbmc68k_model_dir, tmp_path_factory):
     return folder
 
 
-def test_anndata_and_scanpy_read_what_the_loom_holds(imputed, pbmc68k):
+def test_anndata_and_scanpy_read_what_the_loom_holds(imputed, pbmc68k, pbmc68k_model):
     import anndata
     import scanpy as sc
 
@@ -47,7 +47,10 @@ def test_anndata_and_scanpy_read_what_the_loom_holds(imputed, pbmc68k):
         record = json.loads(adata.uns["deepimpute_impute"])
         assert record["step"] == "impute" and record["parameters"]["chunk_cells"] == 97
     observed = read_matrix(loom, "raw").T > 0
-    np.testing.assert_array_equal(adata.X[observed], read_matrix(loom, "raw").T[observed])  # bit for bit
+    for kept in (adata.X, adata.layers["detected_fill"].toarray()):
+        np.testing.assert_array_equal(kept[observed], read_matrix(loom, "raw").T[observed])  # bit for bit
+    imputed_genes = adata.var_names[adata.var["deepimpute_imputed"] == 1]
+    assert sorted(imputed_genes) == sorted(pbmc68k_model.target_genes)
 
 
 def test_scanpy_works_on_it(imputed):

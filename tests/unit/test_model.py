@@ -141,16 +141,22 @@ def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_p
     counts = dense(pbmc68k.counts)[:100]
     position = {g: i for i, g in enumerate(pbmc68k.genes)}
     logs = np.zeros((counts.shape[0], model.target_genes.size))
+    probabilities = np.zeros_like(logs)
     column = {g: i for i, g in enumerate(model.target_genes)}
     for net in model.subnetworks:
         inputs = np.log1p(counts[:, [position[g] for g in net.predictors]]).astype(np.float32)
-        logs[:, [column[g] for g in net.targets]] += net.predict_log(inputs)
-    predicted = model.predict_counts(counts, pbmc68k.genes)
-    np.testing.assert_allclose(predicted, np.expm1(logs / 2), rtol=1e-5, atol=1e-6)
+        values, probability = net.predict(inputs, detection=True)
+        logs[:, [column[g] for g in net.targets]] += values
+        probabilities[:, [column[g] for g in net.targets]] += probability
+    predicted = model.predict(counts, pbmc68k.genes, detection=True)
+    np.testing.assert_allclose(predicted.detected, np.expm1(logs / 2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predicted.probability, probabilities / 2, rtol=1e-5, atol=1e-6)
 
     model.save(tmp_path)
-    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 2
-    np.testing.assert_array_equal(load_model(tmp_path).predict_counts(counts, pbmc68k.genes), predicted)
+    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 3
+    loaded = load_model(tmp_path).predict(counts, pbmc68k.genes, detection=True)
+    np.testing.assert_array_equal(loaded.detected, predicted.detected)
+    np.testing.assert_array_equal(loaded.probability, predicted.probability)
 
 
 def test_a_format_1_model_still_imputes(pbmc_small):
@@ -163,3 +169,80 @@ def test_a_format_1_model_still_imputes(pbmc_small):
     # what version 0.1.0's own code (commit 712c25d) predicted with this model, saved beside it
     with np.load(archive.with_name("pbmc_small.model.format1.predictions.npz")) as stored:
         np.testing.assert_array_equal(predicted, stored["predicted"])
+
+
+def test_a_format_2_model_still_imputes_as_it_did(pbmc_small):
+    """A model written before the detection head (format 2): the same predictions, and the
+    defaults resolve to the paper's imputation it always gave (zeros filled, counts kept)."""
+    from deepimpute_tool.imputation import ImputeParameters, for_model, impute_block
+
+    archive = REPO / "galaxy" / "test-data" / "pbmc_small.model.format2.zip"
+    with zipfile.ZipFile(archive) as opened:
+        assert json.loads(opened.read("model.json"))["format_version"] == 2
+    model = load_model(archive)
+    assert not model.has_detection
+    counts = dense(pbmc_small.counts)
+    # saved by the code of commit 9b1c375, the last before the detection head
+    with np.load(REPO / "tests" / "data" / "pbmc_small.model.format2.predictions.npz") as stored:
+        np.testing.assert_array_equal(model.predict_counts(counts, pbmc_small.genes), stored["predicted"])
+        params = for_model(ImputeParameters(), model)
+        imputed = impute_block(counts, pbmc_small.genes, model, params=params)
+        np.testing.assert_array_equal(imputed.counts, stored["imputed"])
+    assert imputed.detected_fill is None and imputed.detection is None
+
+
+def _rewritten(source, target, *, weights=None, content=None):
+    """A copy of the model ``source`` with some arrays or model.json fields replaced, checksums redone,
+    as anyone who uploads a model can do."""
+    import hashlib
+
+    model = _copy(source, target)
+    with np.load(model / "weights.npz") as arrays:
+        arrays = dict(arrays)
+    arrays.update(weights or {})
+    for name in [k for k, v in arrays.items() if v is None]:
+        del arrays[name]
+    np.savez(model / "weights.npz", **arrays)
+    document = json.loads((model / "model.json").read_text())
+    document.update(content or {})
+    document["weights"]["sha256"] = hashlib.sha256((model / "weights.npz").read_bytes()).hexdigest()
+    body = {k: v for k, v in document.items() if k != "content_sha256"}
+    document["content_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    (model / "model.json").write_text(json.dumps(document))
+    return model
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"weights": {"subnet0000/W3": None}}, "lacks W3 of sub-network 0"),
+        ({"weights": {"subnet0000/b3": np.zeros(3, np.float32)}}, "detection weights do not match"),
+        ({"weights": {"subnet0000/W3": "NaN"}}, "NaN or infinite"),
+        ({"content": {"architecture": ["sigmoid"]}}, "unknown architecture"),
+        ({"content": {"architecture": {"detection_activation": "tanh"}}}, "unknown architecture"),
+        ({"content": {"format_version": 2}}, "format 2 cannot hold"),
+    ],
+)
+def test_a_damaged_or_forged_detection_head_is_refused(pbmc68k_model_dir, tmp_path, change, says):
+    if change.get("weights", {}).get("subnet0000/W3") == "NaN":
+        with np.load(pbmc68k_model_dir / "weights.npz") as arrays:
+            change = {"weights": {"subnet0000/W3": np.full_like(arrays["subnet0000/W3"], np.nan)}}
+    model = _rewritten(pbmc68k_model_dir, tmp_path / "model", **change)
+    with pytest.raises(ModelError, match=says):
+        load_model(model)
+
+
+def test_a_detection_head_that_overflows_is_refused_not_written(pbmc68k_model_dir, tmp_path):
+    """Finite weights of mixed sign near float32's limit make inf - inf = NaN in the product."""
+    from deepimpute_tool.imputation import ImputeParameters
+    from deepimpute_tool.progress import Progress
+    from deepimpute_tool.steps.impute import impute_file
+
+    with np.load(pbmc68k_model_dir / "weights.npz") as arrays:
+        shape = arrays["subnet0000/W3"].shape
+    forged = np.where(np.arange(np.prod(shape)).reshape(shape) % 2, 3e38, -3e38).astype(np.float32)
+    model = _rewritten(pbmc68k_model_dir, tmp_path / "model", weights={"subnet0000/W3": forged})
+    out = tmp_path / "imputed.loom"
+    with pytest.raises(ModelError, match="not numbers") as refused:
+        impute_file(PBMC68K, model, out, params=ImputeParameters(), progress=Progress(quiet=True))
+    assert refused.value.what == str(model) and sorted(tmp_path.iterdir()) == [tmp_path / "model"]

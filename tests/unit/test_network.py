@@ -14,13 +14,15 @@ def test_tensorflow_and_numpy_forward_passes_agree_on_a_trained_model(pbmc68k, p
     inputs = [np.array([column[g] for g in net.predictors]) for net in model.subnetworks]
     outputs = [np.array([column[g] for g in net.targets]) for net in model.subnetworks]
     hidden = model.subnetworks[0].W1.shape[1]
-    layout = Layout.of(inputs, outputs, n_columns=model.genes.size, hidden=hidden)
+    assert model.has_detection
+    layout = Layout.of(inputs, outputs, n_columns=model.genes.size, hidden=hidden, detection=True)
     padded = [np.zeros_like(a) for a in layout.initial_weights(np.random.default_rng(0))]
     for s, net in enumerate(model.subnetworks):
         padded[0][s, : net.predictors.size] = net.W1
         padded[1][s, 0] = net.b1
-        padded[2][s, :, : net.targets.size] = net.W2
-        padded[3][s, 0, : net.targets.size] = net.b2
+        for i, (W, b) in enumerate(((net.W2, net.b2), (net.W3, net.b3))):
+            padded[2 + 2 * i][s, :, : net.targets.size] = W
+            padded[3 + 2 * i][s, 0, : net.targets.size] = b
     tf, _ = configure_tensorflow(cores=2, device="cpu", seed=0)
     networks = FusedNetworks(
         tf,
@@ -34,13 +36,12 @@ def test_tensorflow_and_numpy_forward_passes_agree_on_a_trained_model(pbmc68k, p
     )
     genes = {gene: i for i, gene in enumerate(pbmc68k.genes)}
     x = np.log1p(dense(pbmc68k.counts)[:150][:, [genes[g] for g in model.genes]]).astype(np.float32)
-    through_tensorflow = networks.predict_log(tf.constant(x)).numpy()  # nets x targets x cells
-    np.testing.assert_array_equal(
-        through_tensorflow, networks.predict_log(tf.constant(x)).numpy()
-    )  # no dropout
+    values, logits = (a.numpy() for a in networks.predict_log(tf.constant(x)))  # nets x targets x cells
+    np.testing.assert_array_equal(values, networks.predict_log(tf.constant(x))[0].numpy())  # no dropout
     for s, net in enumerate(model.subnetworks):
-        through_numpy = net.predict_log(x[:, inputs[s]])
-        assert through_numpy.std() > 0.1  # a real model, not a constant
+        through_numpy, probability = net.predict(x[:, inputs[s]], detection=True)
+        assert through_numpy.std() > 0.1 and probability.std() > 0.05  # a real model, not a constant
+        np.testing.assert_allclose(values[s, : net.targets.size].T, through_numpy, rtol=1e-5, atol=2e-6)
         np.testing.assert_allclose(
-            through_tensorflow[s, : net.targets.size].T, through_numpy, rtol=1e-5, atol=2e-6
+            1 / (1 + np.exp(-logits[s, : net.targets.size].T)), probability, rtol=1e-5, atol=2e-6
         )

@@ -372,12 +372,14 @@ def test_merged_output_equals_single_process_impute(pipeline_run):
         assert a.shape == b.shape == (a.shape[0], 10000)
         np.testing.assert_array_equal(a.ca.CellID, b.ca.CellID)
         np.testing.assert_array_equal(a.ra.Gene, b.ra.Gene)
-        assert set(a.layers.keys()) == set(b.layers.keys()) == {"", "raw", "original"}
+        assert set(a.layers.keys()) == set(b.layers.keys()) == {"", "raw", "original", "detected_fill"}
+        np.testing.assert_array_equal(a.ra.deepimpute_imputed, b.ra.deepimpute_imputed)
     for layer in ("raw", "original"):
         np.testing.assert_array_equal(read_matrix(single, layer), read_matrix(pipeline_run["merged"], layer))
-    assert_same_imputation(
-        read_matrix(pipeline_run["merged"]), read_matrix(single), read_matrix(single, "raw")
-    )
+    for layer in ("", "detected_fill"):
+        assert_same_imputation(
+            read_matrix(pipeline_run["merged"], layer), read_matrix(single, layer), read_matrix(single, "raw")
+        )
 
 
 def test_score_writes_scores_and_plots(pipeline_run):
