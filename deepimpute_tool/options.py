@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -213,6 +214,8 @@ def validate(instance: Any) -> None:
                 raise ParameterError(option_name(item.name), "needs a value")
             continue
         spec = item.option
+        if item.type is float and not math.isfinite(value):
+            raise ParameterError(named, "must be a finite number")
         if spec.choices and value not in spec.choices:
             raise ParameterError(named, f"expected one of {', '.join(spec.choices)}")
         if spec.minimum is not None and (value < spec.minimum or (spec.min_open and value == spec.minimum)):

@@ -28,3 +28,19 @@ def test_an_error_of_training_names_the_option_as_its_surface_does(surface, name
     assert result.returncode == 2
     assert result.stderr == (f"Error: {PBMC_SMALL}: no gene has a variance/mean ratio above {named}\n")
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nan", "--learning-rate nan: must be a finite number"),
+        ("inf", "--learning-rate inf: must be a finite number"),
+        ("-inf", "Invalid value for '--learning-rate': -inf is not in the range x>0."),  # click's own
+    ],
+)
+def test_a_float_option_that_is_not_a_finite_number_is_refused_before_any_work(value, message, tmp_path):
+    """Before: NaN slipped past every bound and trained an untrained network (exit 0)."""
+    result = run("deepimpute-train", PBMC_SMALL, tmp_path / "model", "--learning-rate", value, check=False)
+    assert result.returncode == 2
+    assert result.stderr == f"Error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

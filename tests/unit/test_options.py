@@ -101,6 +101,10 @@ def test_a_new_option_reaches_every_surface_from_its_declaration(monkeypatch):
         ({"learning_rate": 0.0}, "--learning-rate 0.0: must be above 0"),
         ({"subset_split": "halves"}, "--subset-split halves: expected one of equal, remainder"),
         ({"max_genes": 0}, "--max-genes 0: must be at least 1"),
+        # NaN compares false with every bound, and infinity passes an open upper end
+        ({"dropout": float("nan")}, "--dropout nan: must be a finite number"),
+        ({"learning_rate": float("inf")}, "--learning-rate inf: must be a finite number"),
+        ({"min_vmr": float("-inf")}, "--min-vmr -inf: must be a finite number"),
     ],
 )
 def test_values_are_checked_however_they_arrive_and_named_as_each_surface_names_them(values, message):
