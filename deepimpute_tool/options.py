@@ -92,6 +92,8 @@ SHARED: dict[str, tuple[Any, Option]] = {
     "seed": (
         0,
         Option(
+            minimum=0,
+            maximum=2**32 - 1,  # numpy's seeds are non-negative; TensorFlow's fit in 64 bits
             section="advanced",
             label="Random seed",
             help="Seed of every random draw of the step (masking, training cells and weights, "

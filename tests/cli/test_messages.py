@@ -44,3 +44,12 @@ def test_a_float_option_that_is_not_a_finite_number_is_refused_before_any_work(v
     assert result.returncode == 2
     assert result.stderr == f"Error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("step", ["mask", "train"])
+def test_a_negative_seed_is_refused_with_one_line(step, tmp_path):
+    """Before: numpy's traceback ('expected non-negative integer')."""
+    result = run(f"deepimpute-{step}", PBMC_SMALL, tmp_path / "out", "--seed", "-1", check=False)
+    assert result.returncode == 2
+    assert result.stderr == "Error: Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295.\n"
+    assert list(tmp_path.iterdir()) == []
