@@ -246,8 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     for name in CANCELLING_SIGNALS:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _cancel)
+        signum = getattr(signal, name, None)
+        # a signal ignored when we start stays ignored: nohup's SIGHUP, a background job's
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _cancel)
     name = Path(sys.argv[0]).name
     step = name.removeprefix("deepimpute-")
     command, prog_name = cli, "deepimpute"

@@ -44,22 +44,44 @@ def test_a_signal_while_writing_removes_the_temporary_and_exits_with_128_plus_it
 ):
     """SIGTERM is what Galaxy, SLURM and Nextflow send to cancel or time out a job: once the
     output's temporary exists, the signal must remove it and exit with 128 + the signal's number."""
-    out = tmp_path / "imputed.loom"
-    process = subprocess.Popen(
-        [sys.executable, str(BIN / "deepimpute-impute"), str(mouse[0]), str(mouse[1]), str(out),
-         "--chunk-cells", "10", "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".imputed.loom.*.partial")):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process = _impute_until_writing(mouse, tmp_path, ignored=())
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
     assert stderr.strip() == says and stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_ignored_at_start_stays_ignored(mouse, tmp_path):
+    """nohup starts a job with SIGHUP ignored so that it outlives its terminal: it must."""
+    process = _impute_until_writing(mouse, tmp_path, ignored=(signal.SIGHUP,))
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["imputed.loom"]
+
+
+def _impute_until_writing(mouse, folder: Path, *, ignored: tuple) -> subprocess.Popen:
+    """impute started in the foreground's state (SIGINT not ignored, as a shell's background job
+    and CI have it) with ``ignored`` signals ignored; returned once its output's temporary exists."""
+
+    def dispositions():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [sys.executable, str(BIN / "deepimpute-impute"), str(mouse[0]), str(mouse[1]),
+         str(folder / "imputed.loom"), "--chunk-cells", "10", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=dispositions,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(".imputed.loom.*.partial")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return process
