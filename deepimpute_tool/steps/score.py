@@ -66,21 +66,21 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
 
         entries = None
         if ORIGINAL_LAYER in protocols:
-            entries = concatenate([
-                masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER], imputed,
-                               cell_offset=b.cells.start, uncertainty=b.matrices.get(UNCERTAINTY_LAYER))
-                for b, imputed in blocks()
-            ])  # fmt: skip
+            # one pass over the file: the main matrix's masked entries, and the paper fill's beside it
+            main, paper = [], []
+            for b, imputed in blocks():
+                original, raw = b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER]
+                main.append(masked_entries(original, raw, imputed, cell_offset=b.cells.start,
+                                           uncertainty=b.matrices.get(UNCERTAINTY_LAYER)))  # fmt: skip
+                if DETECTED_FILL_LAYER in extra:
+                    filled = _imputed(b.matrices[DETECTED_FILL_LAYER])
+                    paper.append(masked_entries(original, raw, filled, cell_offset=b.cells.start))
+            entries = concatenate(main)
             if entries.truth.size == 0:
                 raise InputError(None, "has no masked entries (positive in 'original', zero in 'raw')")
             metrics.update(accuracy_metrics(entries, gene_names=reader.genes, cell_names=reader.cells))
-            if DETECTED_FILL_LAYER in extra:
-                paper = concatenate([
-                    masked_entries(b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER],
-                                   _imputed(b.matrices[DETECTED_FILL_LAYER]), cell_offset=b.cells.start)
-                    for b, _ in blocks()
-                ])  # fmt: skip
-                found = accuracy_metrics(paper, gene_names=reader.genes, cell_names=reader.cells)
+            if paper:
+                found = accuracy_metrics(concatenate(paper), gene_names=reader.genes, cell_names=reader.cells)
                 metrics[DETECTED_FILL_LAYER] = {
                     key: found[key] for key in ("mse", "pearson", "mse_count_ge2", "pearson_count_ge2")
                 }
