@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,7 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool.errors import InputError
+from deepimpute_tool.limits import MAX_NAME_CHARACTERS
 
+CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")  # never in a name; not kept by Loom's text encoding
 FLOAT32_EXACT = 2**24  # every whole number up to this is exact in float32
 FLOAT64_EXACT = 2**53
 RAW_COUNTS_HINT = (
@@ -131,6 +134,19 @@ def check_counts(values: np.ndarray, *, path: str | os.PathLike, what: str = "ma
         raise InputError(
             path, f"the {what} holds counts above 2^53 ({values.max():g}), which no float holds exactly"
         )
+
+
+def check_names(names, *, path: str | os.PathLike, where: str = "") -> None:
+    """Raise :class:`InputError` for a name longer than the limit or holding a control character
+    (which no later step, nor Loom's text encoding, would keep). ``where`` names the dataset."""
+    for name in names:
+        if len(name) > MAX_NAME_CHARACTERS:
+            raise InputError(
+                path,
+                f"{where}holds a name of {len(name)} characters; at most {MAX_NAME_CHARACTERS} are allowed",
+            )
+        if CONTROL.search(name):
+            raise InputError(path, f"{where}holds a name with a control character: {name!r}")
 
 
 def check_unique(names: np.ndarray, *, path: str | os.PathLike, what: str) -> None:

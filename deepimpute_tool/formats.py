@@ -19,118 +19,69 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.dataset import Dataset, as_counts, check_unique
+from deepimpute_tool.dataset import Dataset, as_counts, check_names, check_unique
 from deepimpute_tool.errors import DeepImputeError, InputError
-from deepimpute_tool.hdf5 import check_fully_stored, dataset, open_hdf5, read_strings, require_file
-from deepimpute_tool.limits import MAX_NAME_CHARACTERS, require_memory
+from deepimpute_tool.h5ad import is_h5ad, read_h5ad
+from deepimpute_tool.hdf5 import compressed_sparse, dataset, open_hdf5, read_strings, require_file
+from deepimpute_tool.limits import require_memory
 from deepimpute_tool.loom import LoomReader
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz", ".tabular")
 
 
-def _compressed_sparse(handle: h5py.File, group: h5py.Group, *, shape: tuple[int, int], path: Path,
-                       by_rows: bool) -> sp.spmatrix:  # fmt: skip
-    """A CSR (``by_rows``) or CSC matrix from ``data``/``indices``/``indptr``, checked before it is built."""
-    parts = {
-        name: dataset(handle, f"{group.name}/{name}", path=path) for name in ("data", "indices", "indptr")
-    }
-    for item in parts.values():
-        if item.ndim != 1:
-            raise InputError(path, f"'{item.name}' has {item.ndim} dimensions; it must have 1")
-        check_fully_stored(item, path=path)
-    n_major = shape[0] if by_rows else shape[1]
-    if parts["indptr"].shape[0] != n_major + 1 or parts["data"].shape != parts["indices"].shape:
-        raise InputError(path, f"'{group.name}' does not describe a sparse matrix of shape {shape}")
-    require_memory(
-        sum(item.size * max(item.dtype.itemsize, 4) for item in parts.values()) * 2,
-        path=path,
-        what=f"the matrix '{group.name}'",
-    )
-    data, indices, indptr = (np.asarray(parts[name][()]) for name in ("data", "indices", "indptr"))
-    n_minor = shape[1] if by_rows else shape[0]
-    if indptr[0] != 0 or indptr[-1] != data.size or np.any(np.diff(indptr) < 0):
-        raise InputError(path, f"'{group.name}/indptr' is not a valid index")
-    if indices.size and (indices.min() < 0 or indices.max() >= n_minor):
-        raise InputError(path, f"'{group.name}/indices' points outside the matrix's {n_minor} columns")
-    kind = sp.csr_matrix if by_rows else sp.csc_matrix
-    return kind((data, indices, indptr), shape=shape)
-
-
-def _read_h5ad(handle: h5py.File, path: Path) -> Dataset:
-    try:
-        from anndata.io import read_elem
-    except ImportError:  # anndata < 0.11
-        from anndata.experimental import read_elem
-
-    try:
-        names = {}
-        for axis in ("obs", "var"):
-            group = handle[axis]
-            index_name = group.attrs.get("_index", "_index")
-            index_name = index_name.decode() if isinstance(index_name, bytes) else str(index_name)
-            item = dataset(handle, f"{axis}/{index_name}", path=path)
-            check_fully_stored(item, path=path)
-            names[axis] = read_strings(item, path=path)
-        shape = (names["obs"].size, names["var"].size)
-        x = handle["X"]
-        if isinstance(x, h5py.Dataset):
-            if x.shape != shape or x.dtype.kind not in "iuf":
-                raise InputError(path, f"X is {x.shape} {x.dtype}; expected numbers of shape {shape}")
-            require_memory(x.size * 8, path=path, what="X")
-            counts = sp.csr_matrix(np.asarray(x[()]))
-        else:
-            encoding = x.attrs.get("encoding-type", b"")
-            encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
-            declared = tuple(int(n) for n in x.attrs.get("shape", ()))
-            if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
-                raise InputError(path, f"X is a {encoding or 'group'} of shape {declared}, expected {shape}")
-            counts = _compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
-        annotations = {axis: read_elem(handle[axis]) for axis in ("obs", "var")}
-    except DeepImputeError:
-        raise
-    except (KeyError, TypeError, ValueError, OSError, AttributeError) as error:
-        raise InputError(path, f"cannot be read as h5ad: {error}") from None
-    return Dataset(
-        counts=as_counts(sp.csr_matrix(counts), path=path),
-        genes=names["var"],
-        cells=names["obs"],
-        gene_attrs=_plain_columns(annotations["var"]),
-        cell_attrs=_plain_columns(annotations["obs"]),
-    )
-
-
-def _plain_columns(frame) -> dict[str, np.ndarray]:
-    """Columns of a data frame that Loom can hold: numbers, and text (categories as their labels)."""
-    found = {}
-    for name, column in frame.items():
-        if column.dtype.kind in "biuf":
-            found[str(name)] = column.to_numpy()
-        elif column.dtype == object or str(column.dtype) in ("category", "string"):
-            found[str(name)] = column.astype(str).to_numpy(dtype=object)
-    return found
+def _read_10x_group(handle: h5py.File, group: h5py.Group, *, path: Path, names_at: str, ids_at: str):
+    """One matrix of a 10x HDF5 file: (genes x cells CSC matrix, gene names, accessions, barcodes)."""
+    shape_item = dataset(handle, f"{group.name}/shape", path=path)
+    n_genes, n_cells = (int(n) for n in shape_item[()])
+    genes = read_strings(dataset(handle, names_at, path=path), path=path)
+    accessions = read_strings(dataset(handle, ids_at, path=path), path=path)
+    cells = read_strings(dataset(handle, f"{group.name}/barcodes", path=path), path=path)
+    if (genes.size, cells.size, accessions.size) != (n_genes, n_cells, n_genes):
+        raise InputError(
+            path,
+            f"declares {n_genes} genes x {n_cells} cells but names {genes.size} genes and {cells.size} cells",
+        )
+    matrix = compressed_sparse(handle, group, shape=(n_genes, n_cells), path=path, by_rows=False)
+    return matrix, genes, accessions, cells
 
 
 def _read_10x_h5(handle: h5py.File, path: Path) -> Dataset:
+    """Cell Ranger's HDF5: version 3 and later (one matrix, genomes in ``features/genome``), or
+    version 2 (one group per genome, joined gene by gene when all genomes name the same cells)."""
     try:
-        if "matrix" in handle:  # Cell Ranger 3 and later
-            group, genes_at, ids_at = handle["matrix"], "matrix/features/name", "matrix/features/id"
-        else:  # Cell Ranger 2: one group per genome
-            genome = next(iter(handle.keys()))
-            group, genes_at, ids_at = handle[genome], f"{genome}/gene_names", f"{genome}/genes"
-        shape_item = dataset(handle, f"{group.name}/shape", path=path)
-        n_genes, n_cells = (int(n) for n in shape_item[()])
-        genes = read_strings(dataset(handle, genes_at, path=path), path=path)
-        accessions = read_strings(dataset(handle, ids_at, path=path), path=path)
-        cells = read_strings(dataset(handle, f"{group.name}/barcodes", path=path), path=path)
-        if (genes.size, cells.size, accessions.size) != (n_genes, n_cells, n_genes):
-            raise InputError(
-                path,
-                f"declares {n_genes} genes x {n_cells} cells but names {genes.size} genes and {cells.size} cells",
+        if "matrix" in handle:
+            group = handle["matrix"]
+            matrix, genes, accessions, cells = _read_10x_group(
+                handle, group, path=path, names_at="matrix/features/name", ids_at="matrix/features/id"
             )
-        matrix = _compressed_sparse(handle, group, shape=(n_genes, n_cells), path=path, by_rows=False)
+            gene_attrs = {"Accession": accessions}
+            if isinstance(handle.get("matrix/features/genome"), h5py.Dataset):
+                genome = read_strings(handle["matrix/features/genome"], path=path)
+                if genome.size == genes.size:
+                    gene_attrs["Genome"] = genome
+        else:
+            genomes = sorted(handle.keys())
+            parts = [
+                _read_10x_group(handle, handle[g], path=path, names_at=f"{g}/gene_names", ids_at=f"{g}/genes")
+                for g in genomes
+            ]
+            cells = parts[0][3]
+            if any(not np.array_equal(part[3], cells) for part in parts[1:]):
+                raise InputError(
+                    path,
+                    f"holds {len(genomes)} genomes ({', '.join(genomes)}) that do not name the same cells; "
+                    "give one genome's matrix",
+                )
+            matrix = sp.vstack([part[0] for part in parts], format="csc")
+            genes = np.concatenate([part[1] for part in parts])
+            gene_attrs = {"Accession": np.concatenate([part[2] for part in parts])}
+            if len(genomes) > 1:
+                gene_attrs["Genome"] = np.concatenate(
+                    [np.full(part[1].size, g, dtype=object) for g, part in zip(genomes, parts)]
+                )
     except DeepImputeError:
         raise
-    except (KeyError, TypeError, ValueError, OSError, StopIteration) as error:
+    except (KeyError, TypeError, ValueError, OSError, AttributeError) as error:
         raise InputError(
             path, f"is HDF5 but not a Loom, h5ad or 10x Genomics matrix file ({error})"
         ) from None
@@ -138,16 +89,31 @@ def _read_10x_h5(handle: h5py.File, path: Path) -> Dataset:
         counts=as_counts(sp.csr_matrix(matrix.T), path=path),
         genes=genes,
         cells=cells,
-        gene_attrs={"Accession": accessions},
+        gene_attrs=gene_attrs,
     )
 
 
 def _open_text(path: Path):
+    """A text file (gzipped or not) as UTF-8, without the byte-order mark some editors write."""
     return (
-        gzip.open(path, "rt", encoding="utf-8", newline="")
+        gzip.open(path, "rt", encoding="utf-8-sig", newline="")
         if path.suffix == ".gz"
-        else open(path, encoding="utf-8", newline="")
+        else open(path, encoding="utf-8-sig", newline="")
     )
+
+
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _refuse_nul(path: Path) -> None:
+    """A NUL is no text's character; the table parser would silently cut a name there."""
+    with _open_bytes(path) as handle:
+        offset = 0
+        while block := handle.read(2**20):
+            if (at := block.find(b"\x00")) >= 0:
+                raise InputError(path, f"holds a NUL byte at offset {offset + at}: it is not a text table")
+            offset += len(block)
 
 
 def _find(directory: Path, *names: str) -> Path:
@@ -169,10 +135,11 @@ def _names_column(path: Path, column: int | None = None) -> tuple[np.ndarray, np
             if column is not None:
                 chosen.append(row[column] if len(row) > column else row[0])
     names = np.array(first, dtype=object)
-    for value in names:
-        if len(value) > MAX_NAME_CHARACTERS:
-            raise InputError(path, f"holds a name of {len(value)} characters; at most {MAX_NAME_CHARACTERS}")
-    return names, (np.array(chosen, dtype=object) if column is not None else None)
+    check_names(names, path=path)
+    chosen = np.array(chosen, dtype=object) if column is not None else None
+    if chosen is not None:
+        check_names(chosen, path=path)
+    return names, chosen
 
 
 def _matrix_market_header(path: Path) -> tuple[int, int, int]:
@@ -203,7 +170,7 @@ def _read_10x_dir(path: Path) -> Dataset:
                 f"is {n_genes} genes x {n_cells} cells but there are {genes.size} features and {cells.size} barcodes",
             )
         require_memory(entries * 40, path=matrix_path, what=f"reading {entries} entries")
-        with _open_text(matrix_path) as handle:
+        with _open_bytes(matrix_path) as handle:
             matrix = scipy.io.mmread(handle)
     except DeepImputeError:
         raise
@@ -222,6 +189,7 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
 
     separator = "," if ".csv" in path.suffixes else "\t"
     try:
+        _refuse_nul(path)
         with _open_text(path) as handle:
             header = next(csv.reader(handle, delimiter=separator), None)
             if header is None:
@@ -251,11 +219,7 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
     genes, cells = (rows, columns) if genes_are_rows else (columns, rows)
     check_unique(cells, path=path, what="cell IDs")
     for names in (genes, cells):
-        for value in names:
-            if len(value) > MAX_NAME_CHARACTERS:
-                raise InputError(
-                    path, f"holds a name of {len(value)} characters; at most {MAX_NAME_CHARACTERS}"
-                )
+        check_names(names, path=path)
     values = table.to_numpy()
     counts = as_counts(sp.csr_matrix(values.T if genes_are_rows else values), path=path)
     return Dataset(counts=counts, genes=genes, cells=cells)
@@ -289,8 +253,8 @@ def open_input(path: str | os.PathLike, *, orientation: str = "auto") -> Iterato
         keys = set(handle.keys())
         if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
             yield LoomReader.of(handle, path)
-        elif "X" in keys and "obs" in keys and "var" in keys:
-            yield _read_h5ad(handle, path)
+        elif is_h5ad(handle):
+            yield read_h5ad(handle, path)
         elif keys:
             yield _read_10x_h5(handle, path)
         else:

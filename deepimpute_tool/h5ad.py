@@ -1,4 +1,4 @@
-"""Writing AnnData (.h5ad) for scanpy users, a block of cells at a time, as the Loom writer does.
+"""AnnData (.h5ad): read within the limits, and written a block of cells at a time as Loom is.
 
 The layout is AnnData's on-disk format (encoding-version 0.1.0/0.2.0 attributes), which
 ``anndata.read_h5ad`` and scanpy read: the imputed counts are ``X`` (dense), the input's
@@ -12,11 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import h5py
 import numpy as np
 import scipy.sparse as sp
 
+from deepimpute_tool.dataset import Dataset, as_counts
+from deepimpute_tool.errors import InputError
+from deepimpute_tool.hdf5 import check_fully_stored, compressed_sparse, dataset, read_strings
+from deepimpute_tool.limits import require_memory
 from deepimpute_tool.loom import MAIN, RAW_LAYER, CellBlock
 
 COUNTS_LAYER = "counts"
@@ -142,3 +147,141 @@ class H5adWriter:
                 _array(group, key, values)
         for name in ("obsp", "varp"):
             _dictionary(handle, name)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _attr(item, name: str, default: str = "") -> str:
+    value = item.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _numbers(item: h5py.Dataset, *, path: Path) -> np.ndarray:
+    require_memory(item.size * 8 * 2, path=path, what=f"reading '{item.name}'")
+    try:
+        values = np.asarray(item[()])
+    except (OSError, ValueError, RuntimeError) as error:
+        raise InputError(path, f"'{item.name}' cannot be read (truncated or damaged?): {error}") from None
+    return values.astype(np.float32) if values.dtype == np.float16 else values
+
+
+def _values(item, *, path: Path, n: int) -> np.ndarray:
+    """A 1-D dataset of ``n`` numbers or text values, read within the limits."""
+    if not isinstance(item, h5py.Dataset) or item.shape != (n,):
+        shape = getattr(item, "shape", "a group")
+        raise InputError(path, f"'{item.name}' is {shape}; a column of {n} values was expected")
+    check_fully_stored(item, path=path)
+    if item.dtype.kind in "biuf":
+        return _numbers(item, path=path)
+    if item.dtype.kind in "SOU":
+        return read_strings(item, path=path, names=False)
+    raise InputError(path, f"'{item.name}' holds {item.dtype} values, neither numbers nor text")
+
+
+def _categories(group: h5py.Group, name: str, item, *, path: Path, n: int) -> np.ndarray:
+    """The labels of a categorical column: codes into categories, missing (-1) as 'nan'."""
+    if isinstance(item, h5py.Group):  # anndata 0.7 and later
+        codes, categories = item.get("codes"), item.get("categories")
+    else:  # anndata before 0.7: codes here, categories under __categories
+        codes, categories = item, group.get(f"__categories/{name}")
+    if codes is None or categories is None:
+        raise InputError(path, f"the categorical column '{group.name}/{name}' lacks its codes or categories")
+    codes = _values(codes, path=path, n=n)
+    labels = _values(categories, path=path, n=(getattr(categories, "shape", None) or (-1,))[0])
+    if codes.dtype.kind not in "iu" or (codes.size and (codes.min() < -1 or codes.max() >= labels.size)):
+        raise InputError(
+            path, f"the codes of '{group.name}/{name}' do not index its {labels.size} categories"
+        )
+    labels = np.append(labels.astype(str).astype(object), "nan")
+    return labels[codes]
+
+
+def _column(group: h5py.Group, name: str, *, path: Path, n: int) -> np.ndarray:
+    item = group.get(name)
+    if item is None:
+        raise InputError(path, f"'{group.name}' lists a column '{name}' that it does not hold")
+    encoding = _attr(item, "encoding-type")
+    if encoding == "categorical" or (isinstance(item, h5py.Dataset) and "categories" in item.attrs):
+        return _categories(group, name, item, path=path, n=n)
+    if isinstance(item, h5py.Dataset) and encoding in ("", "array", "string-array"):
+        return _values(item, path=path, n=n)
+    if encoding in ("nullable-integer", "nullable-boolean", "nullable-string-array"):
+        values = _values(dataset(item.file, f"{item.name}/values", path=path), path=path, n=n)
+        mask = _values(dataset(item.file, f"{item.name}/mask", path=path), path=path, n=n).astype(bool)
+        if not mask.any():
+            return values
+        if values.dtype == object:
+            return np.where(mask, "nan", values).astype(object)
+        return np.where(mask, np.nan, values.astype(np.float64))
+    raise InputError(
+        path,
+        f"the column '{group.name}/{name}' is stored as '{encoding or 'a group'}', which this tool cannot "
+        "read; remove or convert it (e.g. del adata.obs[name]) and write the file again",
+    )
+
+
+def _dataframe_of(handle: h5py.File, axis: str, *, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The names (index) and the 1-D columns of ``obs`` or ``var``."""
+    group = handle.get(axis)
+    if not isinstance(group, h5py.Group):
+        raise InputError(path, f"has no '{axis}' data frame")
+    index = dataset(handle, f"{axis}/{_attr(group, '_index', '_index')}", path=path)
+    check_fully_stored(index, path=path)
+    if index.ndim != 1:
+        raise InputError(path, f"'{index.name}' has {index.ndim} dimensions; names must have 1")
+    names = read_strings(index, path=path)
+    order = group.attrs.get("column-order", [])
+    columns = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(order) if str(c)]
+    found = {}
+    for name in columns:
+        found[name] = _column(group, name, path=path, n=names.size)
+    return names, found
+
+
+def _rename_name_column(columns: dict[str, np.ndarray], names: np.ndarray, *, name: str, axis: str) -> None:
+    """A column named as Loom's name attribute (``CellID``, ``Gene``) must not replace the index:
+    dropped where it repeats the index, else kept as ``<axis>_<name>``."""
+    column = columns.pop(name, None)
+    if column is not None and not np.array_equal(column.astype(str), names.astype(str)):
+        columns[f"{axis}_{name}"] = column
+
+
+def is_h5ad(handle: h5py.File) -> bool:
+    """Whether an open HDF5 file is laid out as AnnData (by its encoding, or by obs and var)."""
+    return _attr(handle, "encoding-type") == "anndata" or {"obs", "var"} <= set(handle.keys())
+
+
+def read_h5ad(handle: h5py.File, path: Path) -> Dataset:
+    """The counts in ``X`` of an open h5ad, cells named by ``obs``'s index and genes by ``var``'s.
+
+    Reads every value itself, within the limits of :mod:`deepimpute_tool.limits`: names,
+    numeric and text columns, categoricals (as their labels) and nullable columns (missing
+    values as NaN, or 'nan' for text). Anything else is refused, naming the column.
+    """
+    cells, cell_attrs = _dataframe_of(handle, "obs", path=path)
+    genes, gene_attrs = _dataframe_of(handle, "var", path=path)
+    _rename_name_column(cell_attrs, cells, name="CellID", axis="obs")
+    _rename_name_column(gene_attrs, genes, name="Gene", axis="var")
+    shape = (cells.size, genes.size)
+    x = handle.get("X")
+    if x is None:
+        raise InputError(path, "is an h5ad without X (no matrix of counts)")
+    if isinstance(x, h5py.Dataset):
+        if x.shape != shape or x.dtype.kind not in "biuf":
+            raise InputError(path, f"X is {x.shape} {x.dtype}; expected numbers of shape {shape}")
+        check_fully_stored(x, path=path)
+        counts = sp.csr_matrix(_numbers(x, path=path))
+    else:
+        encoding = _attr(x, "encoding-type")
+        declared = tuple(int(n) for n in np.atleast_1d(x.attrs.get("shape", ())))
+        if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
+            raise InputError(path, f"X is a {encoding or 'group'} of shape {declared}, expected {shape}")
+        counts = compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
+    return Dataset(
+        counts=as_counts(sp.csr_matrix(counts), path=path),
+        genes=genes,
+        cells=cells,
+        gene_attrs=gene_attrs,
+        cell_attrs=cell_attrs,
+    )

@@ -14,18 +14,18 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 
+from deepimpute_tool.dataset import check_names
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.limits import MAX_NAME_CHARACTERS, MAX_TEXT_BYTES, require_memory
 
 STRING_BLOCK = 65536  # text values read at a time
-CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")  # never in a name; not kept by Loom's text encoding
 
 
 def require_file(path: Path) -> None:
@@ -179,17 +179,14 @@ def read_strings(
             raise InputError(
                 path, f"'{item.name}' holds text that is not {encoding}: {error.reason}"
             ) from None
-        too_long = [v for v in block if len(v) > limit_chars]
-        if too_long:
-            raise InputError(
-                path,
-                f"'{item.name}' holds {what} of {len(too_long[0])} characters; at most {limit_chars} are allowed",
-            )
         if names:
-            controls = [v for v in block if CONTROL.search(v)]
-            if controls:
+            check_names(block, path=path, where=f"'{item.name}' ")
+        else:
+            too_long = [v for v in block if len(v) > limit_chars]
+            if too_long:
                 raise InputError(
-                    path, f"'{item.name}' holds a name with a control character: {controls[0]!r}"
+                    path,
+                    f"'{item.name}' holds {what} of {len(too_long[0])} characters; at most {limit_chars} are allowed",
                 )
         parts.append(block.reshape(raw.shape))
     return np.concatenate(parts) if parts else np.empty((0, *item.shape[1:]), dtype=object)
@@ -203,3 +200,35 @@ def encode_strings(values: np.ndarray) -> np.ndarray:
     ]
     width = max((len(v) for v in encoded), default=1)
     return np.array(encoded, dtype=f"S{max(width, 1)}")
+
+
+def compressed_sparse(handle: h5py.File, group: h5py.Group, *, shape: tuple[int, int], path: Path,
+                       by_rows: bool) -> sp.spmatrix:  # fmt: skip
+    """A CSR (``by_rows``) or CSC matrix from ``data``/``indices``/``indptr``, checked before it is built."""
+    parts = {
+        name: dataset(handle, f"{group.name}/{name}", path=path) for name in ("data", "indices", "indptr")
+    }
+    for item in parts.values():
+        if item.ndim != 1:
+            raise InputError(path, f"'{item.name}' has {item.ndim} dimensions; it must have 1")
+        check_fully_stored(item, path=path)
+    if parts["data"].dtype.kind not in "biuf":
+        raise InputError(path, f"'{group.name}/data' holds {parts['data'].dtype} values, not numbers")
+    n_major = shape[0] if by_rows else shape[1]
+    if parts["indptr"].shape[0] != n_major + 1 or parts["data"].shape != parts["indices"].shape:
+        raise InputError(path, f"'{group.name}' does not describe a sparse matrix of shape {shape}")
+    require_memory(
+        sum(item.size * max(item.dtype.itemsize, 4) for item in parts.values()) * 2,
+        path=path,
+        what=f"the matrix '{group.name}'",
+    )
+    data, indices, indptr = (np.asarray(parts[name][()]) for name in ("data", "indices", "indptr"))
+    if data.dtype == np.float16:  # scipy.sparse refuses half precision; float32 holds it exactly
+        data = data.astype(np.float32)
+    n_minor = shape[1] if by_rows else shape[0]
+    if indptr[0] != 0 or indptr[-1] != data.size or np.any(np.diff(indptr) < 0):
+        raise InputError(path, f"'{group.name}/indptr' is not a valid index")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_minor):
+        raise InputError(path, f"'{group.name}/indices' points outside the matrix's {n_minor} columns")
+    kind = sp.csr_matrix if by_rows else sp.csc_matrix
+    return kind((data, indices, indptr), shape=shape)

@@ -166,3 +166,33 @@ def test_filter_and_train_open_their_input_once(small, suffix, tmp_path, monkeyp
         source, tmp_path / "model", params=TrainingParameters(max_epochs=1, max_genes=20), progress=quiet
     )
     assert opened.count(str(source)) == 1
+
+
+def test_h5ad_annotations_are_read_as_anndata_wrote_them(tmp_path):
+    """Categoricals as their labels, nullable columns with NaN (or 'nan') where missing, as the
+    tool's own reader reads them within the limits (not through anndata's)."""
+    obs = pd.DataFrame(
+        {
+            "kind": pd.Categorical(["b", "a", None]),
+            "count": pd.array([1, None, 3], dtype="Int64"),
+            "flag": pd.array([True, None, False], dtype="boolean"),
+            "text": pd.array(["x", None, "z"], dtype="string"),
+            "plain": [True, False, True],
+            "score": [0.5, 1.5, 2.5],
+        },
+        index=["c1", "c2", "c3"],
+    )
+    var = pd.DataFrame({"symbol": ["A", "B"], "level": pd.Categorical([2, 10])}, index=["g1", "g2"])
+    anndata.AnnData(np.array([[1, 0], [2, 3], [0, 4]], np.float32), obs=obs, var=var).write_h5ad(
+        tmp_path / "in.h5ad"
+    )
+    found = read_counts(tmp_path / "in.h5ad")
+    assert found.cells.tolist() == ["c1", "c2", "c3"] and found.genes.tolist() == ["g1", "g2"]
+    attrs = found.cell_attrs
+    assert attrs["kind"].tolist() == ["b", "a", "nan"]
+    np.testing.assert_array_equal(attrs["count"], [1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(attrs["flag"], [1.0, np.nan, 0.0])
+    assert attrs["text"].tolist() == ["x", "nan", "z"]
+    assert attrs["plain"].tolist() == [True, False, True] and attrs["score"].tolist() == [0.5, 1.5, 2.5]
+    assert found.gene_attrs["symbol"].tolist() == ["A", "B"]
+    assert found.gene_attrs["level"].tolist() == ["2", "10"]
