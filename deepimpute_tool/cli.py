@@ -9,9 +9,12 @@ options spelled as the surface that runs the command spells them (``DEEPIMPUTE_S
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -44,7 +47,29 @@ def _surface() -> str:
 
 
 def _progress(quiet: bool) -> Progress:
+    """The step's reporter; with ``quiet``, libraries' warnings and log messages are silenced too."""
+    if quiet:
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
     return Progress(quiet=quiet, spelling=spellings(_surface()))
+
+
+def _in_h5py_cleanup(error: BaseException | None, trace) -> bool:
+    """A failed write fails again as h5py frees its objects; the step's error already said so."""
+    frames = traceback.extract_tb(trace) if trace is not None else []
+    return isinstance(error, (OSError, RuntimeError)) and any(
+        "h5py" in frame.filename and "__dealloc__" in frame.name for frame in frames
+    )
+
+
+def _unraisable(report) -> None:
+    if not _in_h5py_cleanup(report.exc_value, report.exc_traceback):
+        sys.__unraisablehook__(report)
+
+
+def _excepthook(kind, error, trace) -> None:
+    if not _in_h5py_cleanup(error, trace):  # Cython prints its cleanup's errors this way too
+        sys.__excepthook__(kind, error, trace)
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -250,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         # a signal ignored when we start stays ignored: nohup's SIGHUP, a background job's
         if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _cancel)
+    sys.unraisablehook, sys.excepthook = _unraisable, _excepthook
     name = Path(sys.argv[0]).name
     step = name.removeprefix("deepimpute-")
     command, prog_name = cli, "deepimpute"

@@ -174,6 +174,7 @@ class Model:
     parameters: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    identity: str = ""  # the content checksum of the model file it was loaded from
 
     @functools.cached_property
     def target_genes(self) -> np.ndarray:

@@ -268,4 +268,5 @@ def load_model(path: str | os.PathLike) -> Model:
         parameters=content["parameters"],
         training=content["training"],
         versions=content["versions"],
+        identity=content["content_sha256"],
     )

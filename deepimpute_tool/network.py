@@ -158,6 +158,7 @@ def configure_tensorflow(*, cores: int, device: str, seed: int):
         # retracing notices when stopped sub-networks leave the computation are expected
         tf.get_logger().setLevel("ERROR")
         if cores > 0:
+            cores = min(cores, len(os.sched_getaffinity(0)))  # more threads than CPUs only slow it
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(cores)
                 tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))

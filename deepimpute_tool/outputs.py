@@ -25,6 +25,7 @@ from deepimpute_tool.errors import DeepImputeError, OutputError
 
 FILE, DIRECTORY, FOLDER = "file", "directory", "folder"
 RENAME_EXCHANGE = 2
+TEMPORARY_SUFFIX_BYTES = len("XXXXXXXX.partial")  # what mkstemp and mkdtemp add after the prefix
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,13 @@ def _check_location(output: Output) -> None:
         raise OutputError(path, f"cannot be written: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(path, f"cannot be written: folder {parent} is not writable")
+    if path.is_symlink() and not path.exists():
+        raise OutputError(path, f"is a symbolic link to {os.readlink(path)}, which does not exist")
+    _check_name_length(path)
     if output.kind == FILE and path.is_dir():
         raise OutputError(path, "is a folder; give the name of a file to write")
+    if output.kind == FILE and path.exists() and not path.is_file():
+        raise OutputError(path, "exists and is not a regular file (a device, a pipe or a socket)")
     if output.kind in (DIRECTORY, FOLDER) and path.exists() and not path.is_dir():
         raise OutputError(path, "exists and is not a folder")
     if output.kind == DIRECTORY and path.exists():
@@ -75,6 +81,21 @@ def _check_location(output: Output) -> None:
             )
     if output.kind == FOLDER and path.exists() and not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(path, "cannot be written: the folder is not writable")
+
+
+def _check_name_length(path: Path) -> None:
+    """The temporary's name (:func:`atomic_file`) must fit where the output's does."""
+    try:
+        longest = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    needed = len(os.fsencode(f".{path.name}.")) + TEMPORARY_SUFFIX_BYTES
+    if needed > longest:
+        raise OutputError(
+            path,
+            f"has a name of {len(os.fsencode(path.name))} bytes; this folder allows "
+            f"{longest - TEMPORARY_SUFFIX_BYTES - 2} for an output (its temporary's name is longer)",
+        )
 
 
 def check_outputs(outputs: list[Output], *, inputs: list[str | os.PathLike]) -> None:

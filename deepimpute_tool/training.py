@@ -33,6 +33,7 @@ from deepimpute_tool.selection import (
 DEVICES = ("auto", "cpu", "gpu")
 TRAINING_MATRIX_BYTES = 2**30  # the dense copy of the training cells that training holds
 PRECISIONS = ("float32", "bfloat16")
+MAX_CORES = 1024  # TensorFlow aborts (a C++ stack dump) on thread pools far beyond any machine
 
 
 @parameters
@@ -196,8 +197,8 @@ class TrainingParameters:
     )  # fmt: skip
     seed: int = shared_option("seed")
     cores: int = option(
-        0, minimum=0, galaxy=False, nextflow=False, label="CPU threads",
-        help="CPU threads for training (0: all).",
+        0, minimum=0, maximum=MAX_CORES, galaxy=False, nextflow=False, label="CPU threads",
+        help="CPU threads for training (0: all; never more than the CPUs this process may use).",
     )  # fmt: skip
     device: str = option(
         "auto",

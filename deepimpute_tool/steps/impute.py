@@ -70,7 +70,12 @@ def impute_file(
         if params.uncertainty:
             layout["layer_dtypes"][UNCERTAINTY_LAYER] = np.dtype(np.float32)
         rng = np.random.default_rng(params.seed)
-        parameters = {"model": str(model_path), **asdict(params), "model_parameters": model.parameters}
+        parameters = {
+            "model": str(model_path),
+            "model_sha256": model.identity,
+            **asdict(params),
+            "model_parameters": model.parameters,
+        }
         progress.start()
         with (
             atomic_file(out_path) as temporary,

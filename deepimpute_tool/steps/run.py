@@ -8,7 +8,9 @@ outputs before reading anything.
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,31 +87,55 @@ def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskPar
         imputed.insert(0, files["imputed"])
     planned = [files["filtered"], *imputed, *([files["masked"], files["scores"]] if evaluate else [])]
     check_outputs([Output(out_dir, FOLDER)], inputs=[in_path])
-    out_dir.mkdir(exist_ok=True)  # nothing was in a folder that did not exist: every output below is new
-    inner = [*(Output(path) for path in planned), model_output(files["model"])]
-    check_outputs(inner + ([Output(files["plots"], FOLDER)] if evaluate else []), inputs=[in_path])
-    with _reported("filter", progress):
-        filter_file(in_path, files["filtered"], params=filtering, progress=progress)
-    training_input = files["filtered"]
-    if evaluate:
-        training_input = files["masked"]
-        with _reported("mask", progress):
-            mask_file(files["filtered"], training_input, params=masking, progress=progress)
-    with _reported("train", progress):
-        train_file(training_input, files["model"], params=training, progress=progress)
-    with _reported("impute", progress):
-        impute_file(training_input, files["model"], imputed[0], params=imputing, progress=progress)
-    metrics = None
-    if evaluate:
-        with _reported("score", progress):
-            metrics = score_file(
-                imputed[0], files["scores"], params=scoring, plots=files["plots"], progress=progress
-            )
-    if len(imputed) == 2:
-        with _reported("convert", progress):
-            convert_file(imputed[0], imputed[1], progress=progress)
-    progress.message(f"done: results in {out_dir}")
+    with _removed_on_failure(out_dir, [*files.values()]):
+        inner = [*(Output(path) for path in planned), model_output(files["model"])]
+        check_outputs(inner + ([Output(files["plots"], FOLDER)] if evaluate else []), inputs=[in_path])
+        with _reported("filter", progress):
+            filter_file(in_path, files["filtered"], params=filtering, progress=progress)
+        training_input = files["filtered"]
+        if evaluate:
+            training_input = files["masked"]
+            with _reported("mask", progress):
+                mask_file(files["filtered"], training_input, params=masking, progress=progress)
+        with _reported("train", progress):
+            train_file(training_input, files["model"], params=training, progress=progress)
+        with _reported("impute", progress):
+            impute_file(training_input, files["model"], imputed[0], params=imputing, progress=progress)
+        metrics = None
+        if evaluate:
+            with _reported("score", progress):
+                metrics = score_file(
+                    imputed[0], files["scores"], params=scoring, plots=files["plots"], progress=progress
+                )
+        if len(imputed) == 2:
+            with _reported("convert", progress):
+                convert_file(imputed[0], imputed[1], progress=progress)
+        progress.message(f"done: results in {out_dir}")
     return metrics
+
+
+@contextlib.contextmanager
+def _removed_on_failure(out_dir: Path, outputs: list[Path]) -> Iterator[None]:
+    """Create ``out_dir`` if missing; if the block fails, remove the ``outputs`` that were not
+    there before it, and ``out_dir`` if it was created here and is left empty."""
+    created = not out_dir.exists()
+    out_dir.mkdir(exist_ok=True)
+    existing = {path for path in outputs if os.path.lexists(path)}
+    try:
+        yield
+    except BaseException:
+        for path in outputs:
+            if path in existing or not os.path.lexists(path):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
 
 
 @contextlib.contextmanager

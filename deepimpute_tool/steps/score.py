@@ -51,11 +51,7 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
                 "score needs a Loom made by 'deepimpute mask' then 'deepimpute impute' (layers 'raw', "
                 "and 'original' or 'heldout')",
             )
-        cell_attrs = reader.cell_attrs(slice(0, 0))
-        if params.labels is not None and params.labels not in cell_attrs:
-            raise InputError(
-                in_path, f"has no cell attribute '{params.labels}' (has: {', '.join(cell_attrs)})"
-            )
+        labels = None if params.labels is None else _labels(reader, params.labels)
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
         extra = [name for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER) if name in reader.layer_names]
         layers = (MAIN, RAW_LAYER, *protocols, *extra)
@@ -91,7 +87,6 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
         if params.labels is not None:
             from deepimpute_tool.clustering import clustering_metrics
 
-            labels = reader.cell_attrs()[params.labels].astype(str)
             imputed = np.vstack([imputed for _, imputed in blocks()])
             raw = np.vstack([b.matrices[RAW_LAYER] for b, _ in blocks()])
             metrics["clustering"] = {
@@ -108,6 +103,27 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
         for figure in draw_plots(metrics, entries, plots):
             progress.message(f"figure: {figure}")
     return metrics
+
+
+def _labels(reader: LoomReader, name: str) -> np.ndarray:
+    """The cell attribute ``name`` as text labels, refused unless it can be scored against."""
+    found = reader.cell_attrs()
+    if name not in found:
+        raise InputError(reader.path, f"has no cell attribute '{name}' (has: {', '.join(found)})")
+    values = found[name]
+    if values.ndim != 1:
+        raise InputError(
+            reader.path, f"the cell attribute '{name}' has {values.ndim} dimensions; labels are one per cell"
+        )
+    labels = values.astype(str)
+    distinct = np.unique(labels).size
+    if not 2 <= distinct < labels.size:
+        raise InputError(
+            reader.path,
+            f"the cell attribute '{name}' holds {distinct} distinct labels for {labels.size} cells; "
+            "clustering scores need at least 2, and fewer than the cells",
+        )
+    return labels
 
 
 def _imputed(imputed: np.ndarray) -> np.ndarray:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from deepimpute_tool.chunking import CHUNK_ATTR, SplitParameters, chunk_name, is_chunk_folder
+from deepimpute_tool.chunking import (
+    CHUNK_ATTR,
+    ChunkSource,
+    SplitParameters,
+    cell_ids_sha256,
+    chunk_name,
+    is_chunk_folder,
+)
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import LoomReader, LoomWriter, provenance
@@ -28,13 +36,21 @@ def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress)
         attrs = {**reader.file_attrs(), **provenance("split", asdict(params))}
         starts = range(0, reader.n_cells, params.chunk_size)
         stem = Path(in_path).name.removesuffix(".loom")
+        split_id = uuid.uuid4().hex
         with atomic_directory(out_dir) as temporary:
             for number, start in enumerate(starts, start=1):
                 names.append(chunk_name(stem, number))
+                within = slice(start, min(start + params.chunk_size, reader.n_cells))
+                source = ChunkSource(
+                    split=split_id,
+                    input=Path(in_path).name,
+                    first_cell=within.start,
+                    cells=within.stop - within.start,
+                    of_cells=reader.n_cells,
+                    cell_ids_sha256=cell_ids_sha256(reader.cells[within]),
+                )
                 with LoomWriter.create(temporary / names[-1], **reader.layout()) as writer:
-                    copy_blocks(
-                        reader, writer, within=slice(start, min(start + params.chunk_size, reader.n_cells))
-                    )
-                    writer.set_file_attrs({**attrs, CHUNK_ATTR: f"{number}/{len(starts)}"})
+                    copy_blocks(reader, writer, within=within)
+                    writer.set_file_attrs({**attrs, CHUNK_ATTR: f"{number}/{len(starts)}", **source.attrs()})
     progress.message(f"wrote {len(names)} chunks of at most {params.chunk_size} cells to {out_dir}")
     return [out_dir / name for name in names]

@@ -42,6 +42,8 @@ def snapshot(folder: Path) -> dict[str, str]:
             found[key] = "link:" + os.readlink(path)
         elif path.is_dir():
             found[key] = "dir"
+        elif not path.is_file():
+            found[key] = "special"  # a pipe or a device: reading it would block or never end
         else:
             found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
