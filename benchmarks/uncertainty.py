@@ -1,12 +1,16 @@
-"""Is `impute --uncertainty` informative? The rank correlation of the spread with the error.
+"""Which uncertainty tells where the errors are, and do the calibrated intervals hold their coverage?
 
 For each dataset (filtered and masked as accuracy.py does, the paper's masking, seed 0): train
-with the defaults, impute with `--uncertainty N` (N predictions with hidden units dropped, as in
-training), and let `deepimpute score` report, at the masked entries, the Spearman correlation
-between the spread of the N predictions and the absolute error of the imputed value. Also the
-time of imputation with and without the N samples.
+with the defaults (which keeps the calibration set), then impute three ways: plain; with
+`--uncertainty N` (the spread of N Monte Carlo dropout predictions); with `--interval P`
+(split-conformal intervals, the layer 'uncertainty' their half-width). `deepimpute score`
+reports, at the masked entries, the coverage and median width of the intervals, and for each
+uncertainty its rank correlation with the absolute error, its partial rank correlation given
+the prediction, and the AUC of flagging the worst tenth of errors by it and by the prediction
+alone. The imputations are timed `--repeats` times each, side by side, for the cost of
+`--interval` as a ratio to the plain imputation.
 
-    python benchmarks/uncertainty.py --samples 20
+    python benchmarks/uncertainty.py --samples 20 --interval 0.8
 
 Writes results/uncertainty.json and prints a Markdown table.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,28 +28,48 @@ from accuracy import DATASETS, deepimpute, prepare
 from measure import measure, run_header
 
 HERE = Path(__file__).resolve().parent
+KEYS = (
+    "uncertainty_error_spearman",
+    "uncertainty_error_partial_spearman",
+    "uncertainty_auc_worst_tenth",
+    "prediction_auc_worst_tenth",
+)
 
 
-def run(name: str, work: Path, samples: int) -> dict:
+def run(name: str, work: Path, *, samples: int, interval: float, repeats: int) -> dict:
     masked = prepare(name, DATASETS[name], work)
     model = work / f"{name}.uncertainty.model"
     shutil.rmtree(model, ignore_errors=True)
     measure(deepimpute("train", str(masked), str(model), "--quiet"))
-    seconds = {}
-    outputs = {label: work / f"{name}.uncertainty.{label}.loom" for label in ("plain", "with_uncertainty")}
-    for label, extra in (("plain", []), ("with_uncertainty", ["--uncertainty", str(samples)])):
-        outputs[label].unlink(missing_ok=True)
-        impute = deepimpute("impute", str(masked), str(model), str(outputs[label]), "--quiet", *extra)
-        seconds[label] = measure(impute).seconds
-    scores = work / f"{name}.uncertainty.scores.json"
-    measure(deepimpute("score", str(outputs["with_uncertainty"]), "--output", str(scores), "--quiet"))
-    metrics = json.loads(scores.read_text())
-    return {
-        "uncertainty_error_spearman": round(metrics["uncertainty_error_spearman"], 4),
-        "masked_entries": metrics["masked_entries"],
-        "impute_seconds": round(seconds["plain"], 1),
-        "impute_seconds_with_uncertainty": round(seconds["with_uncertainty"], 1),
+    variants = {
+        "plain": [],
+        "dropout": ["--uncertainty", str(samples)],
+        "interval": ["--interval", str(interval)],
     }
+    seconds: dict[str, list[float]] = {label: [] for label in variants}
+    outputs = {label: work / f"{name}.uncertainty.{label}.loom" for label in variants}
+    for _ in range(repeats):
+        for label, extra in variants.items():
+            outputs[label].unlink(missing_ok=True)
+            impute = deepimpute("impute", str(masked), str(model), str(outputs[label]), "--quiet", *extra)
+            seconds[label].append(measure(impute).seconds)
+    found = {"masked_entries": None}
+    for label in ("dropout", "interval"):
+        scores_path = outputs[label].with_suffix(".scores.json")
+        measure(deepimpute("score", str(outputs[label]), "--output", str(scores_path), "--quiet"))
+        metrics = json.loads(scores_path.read_text())
+        found["masked_entries"] = metrics["masked_entries"]
+        found[label] = {key: round(metrics[key], 4) for key in KEYS}
+        if label == "interval":
+            found[label]["coverage"] = round(metrics["interval_coverage"], 4)
+            found[label]["median_width"] = round(metrics["interval_median_width"], 3)
+    calibration = json.loads((model / "model.json").read_text())["calibration"]
+    found["calibration_entries"] = calibration["entries"] if calibration else 0
+    found["seconds"] = {label: [round(s, 2) for s in values] for label, values in seconds.items()}
+    plain = statistics.median(seconds["plain"])
+    found["interval_time_ratio"] = round(statistics.median(seconds["interval"]) / plain, 3)
+    found["dropout_time_ratio"] = round(statistics.median(seconds["dropout"]) / plain, 3)
+    return found
 
 
 def main() -> None:
@@ -53,6 +78,8 @@ def main() -> None:
     )
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.8)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "uncertainty.json")
     args = parser.parse_args()
@@ -60,15 +87,29 @@ def main() -> None:
     results = {
         **run_header(),
         "samples": args.samples,
-        "datasets": {name: run(name, args.work, args.samples) for name in args.datasets},
+        "interval": args.interval,
+        "repeats": args.repeats,
+        "datasets": {
+            name: run(name, args.work, samples=args.samples, interval=args.interval, repeats=args.repeats)
+            for name in args.datasets
+        },
     }
     args.output.write_text(json.dumps(results, indent=1))
-    print("| dataset | masked entries | Spearman(spread, error) | impute (s) | with uncertainty (s) |")
-    print("|---|---|---|---|---|")
+    print(
+        f"| dataset | masked | calibration entries | coverage of {args.interval:.0%} intervals | median width "
+        "| Spearman: dropout / interval | partial given the prediction: dropout / interval "
+        "| AUC worst tenth: dropout / interval / prediction | time: interval / dropout (x plain) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results["datasets"].items():
+        d, i = r["dropout"], r["interval"]
         print(
-            f"| {name} | {r['masked_entries']:,} | {r['uncertainty_error_spearman']:.3f} | "
-            f"{r['impute_seconds']} | {r['impute_seconds_with_uncertainty']} |"
+            f"| {name} | {r['masked_entries']:,} | {r['calibration_entries']:,} | {i['coverage']:.3f} "
+            f"| {i['median_width']:.2f} | {d['uncertainty_error_spearman']:.3f} / "
+            f"{i['uncertainty_error_spearman']:.3f} | {d['uncertainty_error_partial_spearman']:.3f} / "
+            f"{i['uncertainty_error_partial_spearman']:.3f} | {d['uncertainty_auc_worst_tenth']:.3f} / "
+            f"{i['uncertainty_auc_worst_tenth']:.3f} / {i['prediction_auc_worst_tenth']:.3f} "
+            f"| {r['interval_time_ratio']:.2f} / {r['dropout_time_ratio']:.2f} |"
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepimpute_tool.errors import InputError, ModelError
+from deepimpute_tool.intervals import Calibration, calibrate
 from deepimpute_tool.model import Dropout, Model, Prediction
 from deepimpute_tool.options import option, parameters, shared_option
 
@@ -88,6 +89,19 @@ class ImputeParameters:
         "detected count (the value of the layer 'detected_fill' there) with hidden units dropped as "
         "in training (Monte Carlo dropout), as the layer 'uncertainty'. "
         "0: none. Costs this many times the prediction.",
+    )
+    interval: float = option(
+        0.0,
+        minimum=0,
+        maximum=1,
+        max_open=True,
+        label="Coverage of calibrated intervals",
+        help="Also write, for every value the model gives, an interval that holds the true count "
+        "with this probability (e.g. 0.8), as the layers 'interval_low' and 'interval_high' "
+        "(counts), and its half-width on the log1p scale as the layer 'uncertainty' (0 where a "
+        "count was observed and kept). Calibrated (split-conformal) on entries hidden in the cells "
+        "training held out, for the ⟨fill⟩ written. 0: none. Needs a model of format 4 (trained "
+        "since intervals exist).",
     )
     seed: int = shared_option("seed")
 
@@ -177,26 +191,64 @@ def for_model(params: ImputeParameters, model: Model) -> ImputeParameters:
     if not detection and (fill in ("expected_log", "confident") or params.detection_layer):
         asked = "⟨detection_layer⟩" if params.detection_layer else f"⟨fill⟩ {fill}"
         raise InputError(None, f"has no detection head (trained without ⟨detection⟩), which {asked} needs")
+    if params.interval and model.calibration is None:
+        raise InputError(
+            None, "has no calibration for ⟨interval⟩ (trained by an older version, or on too few cells)"
+        )
+    if params.interval and params.uncertainty:
+        raise InputError(None, "⟨interval⟩ and ⟨uncertainty⟩ both write the layer 'uncertainty': give one")
     paper = fill == "detected" and params.policy == "restore"
     return dataclasses.replace(params, fill=fill, detected_layer=params.detected_layer and not paper)
+
+
+def calibrate_intervals(model: Model, params: ImputeParameters) -> Calibration:
+    """The :class:`~deepimpute_tool.intervals.Calibration` of ``params.interval`` for ``params.fill``
+    (made concrete by :func:`for_model`), from the model's calibration set."""
+    found = model.calibration
+    prediction = Prediction(found.log_detected[:, None], _column(found.factor), _column(found.probability))
+    values = fill_values(prediction, fill=params.fill)[:, 0]
+    return calibrate(values, found.truth, found.probability, level=params.interval, seed=params.seed)
+
+
+def _column(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else values[:, None]
+
+
+def model_values_kept(observed: np.ndarray, values: np.ndarray, *, policy: str) -> np.ndarray:
+    """Where :func:`apply_policy` writes the model's value rather than the observed count."""
+    if policy == "restore":
+        return observed == 0
+    if policy == "max":
+        return values > observed
+    return np.ones(observed.shape, bool)
 
 
 @dataclass(frozen=True)
 class ImputedBlock:
     """A block of cells imputed (cells x genes): the counts; the paper's imputation when asked
     for; and the probability of detection when asked for (at the genes the model imputes;
-    elsewhere 1 where a count was observed, 0 where not)."""
+    elsewhere 1 where a count was observed, 0 where not); with intervals, their bounds (an
+    observed count kept is its own interval) and half-widths (0 there)."""
 
     counts: np.ndarray
     detected_fill: np.ndarray | None = None
     detection: np.ndarray | None = None
+    interval_low: np.ndarray | None = None
+    interval_high: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
 
 def impute_block(
-    counts: np.ndarray, genes: np.ndarray, model: Model, *, params: ImputeParameters
+    counts: np.ndarray,
+    genes: np.ndarray,
+    model: Model,
+    *,
+    params: ImputeParameters,
+    calibration: Calibration | None = None,
 ) -> ImputedBlock:
     """Impute a cells x genes count matrix as ``params`` (made concrete by :func:`for_model`) say;
-    genes the model does not impute are unchanged.
+    genes the model does not impute are unchanged. With ``calibration`` (of
+    :func:`calibrate_intervals`), the intervals too.
 
     Raises :class:`InputError` (about no file: the caller names it) when a prediction is not
     finite, which only counts far beyond anything the model was trained on can cause, and
@@ -219,7 +271,22 @@ def impute_block(
         imputed[:, target_columns] = apply_policy(observed, values, policy=policy)
         return imputed
 
-    block = ImputedBlock(with_values(fill_values(prediction, fill=params.fill), params.policy))
+    values = fill_values(prediction, fill=params.fill)
+    block = ImputedBlock(with_values(values, params.policy))
+    if calibration is not None:
+        low, high, half = calibration.bounds(values, prediction.probability)
+        kept = ~model_values_kept(observed, values, policy=params.policy)
+        bounds = []
+        for bound in (low, high):
+            layer = counts.copy()  # an observed count kept is its own interval, exactly
+            layer[:, target_columns] = np.where(kept, observed, bound)
+            bounds.append(layer)
+        half[kept] = 0
+        uncertainty = np.zeros(counts.shape, np.float32)
+        uncertainty[:, target_columns] = half
+        block = dataclasses.replace(
+            block, interval_low=bounds[0], interval_high=bounds[1], uncertainty=uncertainty
+        )
     if params.detected_layer:
         block = dataclasses.replace(block, detected_fill=with_values(prediction.detected, "restore"))
     if params.detection_layer:

@@ -12,8 +12,9 @@ A model directory holds two files:
 
 A gene may be the target of several sub-networks (training's ``ensemble`` option); its
 prediction is then the mean of their normalised log predictions. Format version 2 allows
-this; version 3 adds the detection head (every sub-network has one, or none does); older
-models load and impute unchanged.
+this; version 3 adds the detection head (every sub-network has one, or none does); version 4
+the calibration set of the intervals (:mod:`deepimpute_tool.intervals`) in
+``model.json``; older models load and impute unchanged.
 
 Loading (:mod:`deepimpute_tool.model_loading`) parses JSON and numeric arrays only, so a model
 from a stranger (a Galaxy upload) is safe to load. Prediction is plain numpy, so imputation
@@ -34,10 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from deepimpute_tool import __version__
+from deepimpute_tool.intervals import CalibrationSet
 
 MODEL_FORMAT = "deepimpute-tool-model"
-MODEL_FORMAT_VERSION = 3
-READABLE_FORMAT_VERSIONS = (1, 2, 3)
+MODEL_FORMAT_VERSION = 4
+READABLE_FORMAT_VERSIONS = (1, 2, 3, 4)
 VALUE_ARRAYS = ("W1", "b1", "W2", "b2")
 DETECTION_ARRAYS = ("W3", "b3")
 MODEL_JSON = "model.json"
@@ -175,6 +177,7 @@ class Model:
     training: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     identity: str = ""  # the content checksum of the model file it was loaded from
+    calibration: CalibrationSet | None = None  # hidden entries of cells it did not train on
 
     @functools.cached_property
     def target_genes(self) -> np.ndarray:
@@ -306,6 +309,7 @@ class Model:
                 for net in self.subnetworks
             ],
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256_file(weights_path)},
+            "calibration": None if self.calibration is None else self.calibration.to_json(),
         }
         content["content_sha256"] = sha256_json(content)
         (directory / MODEL_JSON).write_text(json.dumps(content, indent=1, default=_plain))

@@ -24,6 +24,7 @@ import numpy as np
 
 from deepimpute_tool import __version__
 from deepimpute_tool.errors import DeepImputeError, ModelError
+from deepimpute_tool.intervals import CalibrationSet
 from deepimpute_tool.limits import (
     MAX_MODEL_JSON_BYTES,
     MAX_NAME_CHARACTERS,
@@ -164,6 +165,10 @@ def _check_content(content: object, where: Path) -> dict:
         raise ModelError(
             where, f"{MODEL_JSON} has a detection head, which format {content['format_version']} cannot hold"
         )
+    if content.get("calibration") is not None and content["format_version"] < 4:
+        raise ModelError(
+            where, f"{MODEL_JSON} has a calibration, which format {content['format_version']} cannot hold"
+        )
     return content
 
 
@@ -260,6 +265,14 @@ def load_model(path: str | os.PathLike) -> Model:
         for entry, arrays in zip(content["subnetworks"], weights)
     ]
     normalisation = content["normalisation"]
+    calibration = None
+    if content.get("calibration") is not None:
+        calibration = CalibrationSet.from_json(
+            content["calibration"],
+            where=where,
+            detection=content.get("architecture", {}).get("detection_activation") == "sigmoid",
+            library=normalisation["method"] != "log1p",
+        )
     return Model(
         subnetworks=subnetworks,
         normalisation=Normalisation(
@@ -269,4 +282,5 @@ def load_model(path: str | os.PathLike) -> Model:
         training=content["training"],
         versions=content["versions"],
         identity=content["content_sha256"],
+        calibration=calibration,
     )

@@ -40,6 +40,8 @@ class MaskedEntries:
     truth: np.ndarray
     imputed: np.ndarray
     uncertainty: np.ndarray  # empty when the imputation has no layer 'uncertainty'
+    low: np.ndarray  # the bounds of the intervals: empty when it has none
+    high: np.ndarray
 
 
 def concatenate(parts: list[MaskedEntries]) -> MaskedEntries:
@@ -56,11 +58,24 @@ def masked_entries(
     *,
     cell_offset: int = 0,
     uncertainty: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
 ) -> MaskedEntries:
     """Entries of cells x genes matrices that were positive in ``original`` and zero in ``observed``."""
     cells, genes = np.nonzero((original > 0) & (observed == 0))
-    spread = uncertainty[cells, genes] if uncertainty is not None else np.zeros(0, np.float32)
-    return MaskedEntries(genes, cells + cell_offset, original[cells, genes], imputed[cells, genes], spread)
+
+    def at(layer: np.ndarray | None) -> np.ndarray:
+        return layer[cells, genes] if layer is not None else np.zeros(0, np.float32)
+
+    return MaskedEntries(
+        genes,
+        cells + cell_offset,
+        original[cells, genes],
+        imputed[cells, genes],
+        at(uncertainty),
+        at(low),
+        at(high),
+    )
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,10 +102,6 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
     per_gene = _grouped_mse(entries.gene_index, squared_error, gene_names.size)
     per_cell = _grouped_mse(entries.cell_index, squared_error, cell_names.size)
     scored_genes, scored_cells = ~np.isnan(per_gene), ~np.isnan(per_cell)
-    if entries.uncertainty.size:  # is the spread of the dropout samples a guide to the error?
-        from scipy.stats import spearmanr
-
-        rank_correlation = float(spearmanr(entries.uncertainty, np.sqrt(squared_error)).statistic)
     return {
         "masked_entries": int(truth.size),
         "mse": _mse(truth, imputed),
@@ -99,7 +110,8 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
         "pearson_count_ge2": _pearson(truth[at_least_two], imputed[at_least_two]),
         "masked_entries_count_ge2": int(at_least_two.sum()),
         "mse_without_imputation": _mse(truth, np.zeros_like(truth)),
-        **({"uncertainty_error_spearman": rank_correlation} if entries.uncertainty.size else {}),
+        **(uncertainty_metrics(entries) if entries.uncertainty.size else {}),
+        **(interval_metrics(entries) if entries.low.size else {}),
         "fraction_filled": float(np.mean(entries.imputed > 0)) if truth.size else float("nan"),
         "per_gene_mse": {
             "median": float(np.median(per_gene[scored_genes])) if scored_genes.any() else float("nan"),
@@ -109,6 +121,57 @@ def accuracy_metrics(entries: MaskedEntries, *, gene_names: np.ndarray, cell_nam
             "median": float(np.median(per_cell[scored_cells])) if scored_cells.any() else float("nan"),
             "values": dict(zip(cell_names[scored_cells].tolist(), per_cell[scored_cells].round(6).tolist())),
         },
+    }
+
+
+WORST_SHARE = 0.1  # the errors an uncertainty should flag: the largest tenth
+
+
+def _rank_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """The area under the ROC curve of ``score`` for ``positive`` (Mann-Whitney, ties halved)."""
+    from scipy.stats import rankdata
+
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    if not n_positive or not n_negative:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def uncertainty_metrics(entries: MaskedEntries) -> dict:
+    """Does the layer 'uncertainty' tell where the errors are, beyond what the prediction tells?
+
+    At the masked entries, with the absolute error on the log1p scale: its rank correlation
+    with the error; the partial rank correlation given the prediction (log1p of the imputed
+    value); and the AUC of flagging the largest tenth of errors by the uncertainty and by the
+    prediction alone (in whichever direction flags them better).
+    """
+    from scipy.stats import rankdata
+
+    prediction = np.log1p(np.maximum(entries.imputed, 0))
+    error = np.abs(np.log1p(entries.truth) - prediction)
+    ranks = np.vstack([rankdata(entries.uncertainty), rankdata(error), rankdata(prediction)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(ranks)
+        partial = (r[0, 1] - r[0, 2] * r[1, 2]) / np.sqrt((1 - r[0, 2] ** 2) * (1 - r[1, 2] ** 2))
+    worst = error >= np.quantile(error, 1 - WORST_SHARE) if error.size else error.astype(bool)
+    by_prediction = _rank_auc(prediction, worst)
+    return {
+        "uncertainty_error_spearman": float(r[0, 1]),
+        "uncertainty_error_partial_spearman": float(partial),
+        "uncertainty_auc_worst_tenth": _rank_auc(entries.uncertainty, worst),
+        "prediction_auc_worst_tenth": max(by_prediction, 1 - by_prediction),
+    }
+
+
+def interval_metrics(entries: MaskedEntries) -> dict:
+    """The share of masked entries whose true count lies in its interval, and the median width (counts)."""
+    inside = (entries.truth >= entries.low * (1 - 1e-6)) & (entries.truth <= entries.high * (1 + 1e-6))
+    return {
+        "interval_coverage": float(inside.mean()) if inside.size else float("nan"),
+        "interval_median_width": float(np.median(entries.high - entries.low))
+        if inside.size
+        else float("nan"),
     }
 
 
@@ -206,8 +269,33 @@ def summary_table(metrics: dict) -> str:
             ("Pearson, true count >= 2", f"{metrics['pearson_count_ge2']:.4f}"),
             ("MSE without imputation (all zeros)", f"{metrics['mse_without_imputation']:.4f}"),
             *(
-                [("rank correlation, uncertainty and error", f"{metrics['uncertainty_error_spearman']:.4f}")]
+                [
+                    (
+                        "rank correlation, uncertainty and error",
+                        f"{metrics['uncertainty_error_spearman']:.4f}",
+                    ),
+                    (
+                        "... given the prediction (partial)",
+                        f"{metrics['uncertainty_error_partial_spearman']:.4f}",
+                    ),
+                    (
+                        "AUC, worst tenth of errors by uncertainty",
+                        f"{metrics['uncertainty_auc_worst_tenth']:.3f}",
+                    ),
+                    (
+                        "AUC, worst tenth of errors by prediction",
+                        f"{metrics['prediction_auc_worst_tenth']:.3f}",
+                    ),
+                ]
                 if "uncertainty_error_spearman" in metrics
+                else []
+            ),
+            *(
+                [
+                    ("intervals: coverage of the true counts", f"{metrics['interval_coverage']:.3f}"),
+                    ("intervals: median width (counts)", f"{metrics['interval_median_width']:.2f}"),
+                ]
+                if "interval_coverage" in metrics
                 else []
             ),
             ("median per-gene MSE", f"{metrics['per_gene_mse']['median']:.4f}"),

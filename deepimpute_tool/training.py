@@ -8,6 +8,7 @@ them together on a count matrix and returns the model.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ import scipy.sparse as sp
 from deepimpute_tool import __version__
 from deepimpute_tool.errors import InputError, spell
 from deepimpute_tool.fitting import Phase, fit_subnetworks
+from deepimpute_tool.intervals import calibration_set, choose_hidden
 from deepimpute_tool.model import NORMALISATIONS, Model, Normalisation, SubNetwork
 from deepimpute_tool.network import Layout, StepSettings
 from deepimpute_tool.options import option, parameters, shared_option
@@ -195,6 +197,14 @@ class TrainingParameters:
         10_000.0, minimum=0, min_open=True, section="advanced", label="Counts per cell with library normalisation",
         help="Counts per cell with ⟨normalisation⟩ library.",
     )  # fmt: skip
+    calibration: bool = option(
+        True,
+        section="advanced",
+        label="Hide counts to calibrate intervals",
+        help="Hide a few counts from training (as the paper's masking would choose them; at most "
+        "2% of the counts, 20,000) and keep what the model predicts of them, to calibrate "
+        "impute's ⟨interval⟩ on. Without it, the model gives no intervals.",
+    )
     seed: int = shared_option("seed")
     cores: int = option(
         0, minimum=0, maximum=MAX_CORES, galaxy=False, nextflow=False, label="CPU threads",
@@ -376,6 +386,10 @@ def train(
     # The library size is taken over the genes the model reads, so that imputing any
     # Loom that has those genes normalises cells exactly as in training.
     used = np.unique(np.concatenate([*subsets, *predictors]))
+    # entries hidden as masking would hide them: zeros to the model, to calibrate its intervals on
+    hidden = choose_hidden(counts, targets, seed=params.seed) if params.calibration else None
+    if hidden is not None:
+        counts = hidden.hide(counts)
     used_counts = counts[:, used]
     factors = normalisation.size_factors(np.asarray(used_counts.sum(axis=1)).ravel())
     del log_values
@@ -412,7 +426,7 @@ def train(
     subnetworks = [SubNetwork(genes[t], genes[p], *w) for t, p, w in zip(subsets, predictors, fit.weights)]
     from deepimpute_tool.lean_imports import import_tensorflow
 
-    return Model(
+    model = Model(
         subnetworks=subnetworks,
         normalisation=normalisation,
         parameters=asdict(params),
@@ -429,6 +443,12 @@ def train(
             "python": platform.python_version(),
         },
     )
+    if hidden is None:
+        if params.calibration:
+            log("too few counts to hide for calibrating intervals: this model gives none (⟨interval⟩)")
+        return model
+    log(f"calibration of intervals: {hidden.truth.size} counts hidden from training")
+    return dataclasses.replace(model, calibration=calibration_set(model, counts, genes, hidden))
 
 
 def _log_phases(history: dict, params: TrainingParameters, log: Callable[[str], None]) -> None:

@@ -12,6 +12,7 @@ from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.imputation import (
     ImputeParameters,
     ImputeSummary,
+    calibrate_intervals,
     for_model,
     impute_block,
     missing_model_genes,
@@ -22,6 +23,8 @@ from deepimpute_tool.loom import (
     DETECTED_FILL_LAYER,
     DETECTION_LAYER,
     IMPUTED_GENE_ATTR,
+    INTERVAL_HIGH_LAYER,
+    INTERVAL_LOW_LAYER,
     MAIN,
     RAW_LAYER,
     UNCERTAINTY_LAYER,
@@ -43,6 +46,7 @@ def impute_file(
     model = load_model(model_path)
     with about(model_path):
         params = for_model(params, model)
+        calibration = calibrate_intervals(model, params) if params.interval else None
     progress.message(
         f"model: {model.target_genes.size} target genes in {len(model.subnetworks)} sub-networks"
         + (", with a detection head" if model.has_detection else "")
@@ -56,19 +60,27 @@ def impute_file(
             raise InputError(in_path, problem)
         model_genes, targets = set(model.genes.tolist()), set(model.target_genes.tolist())
         check_unique([g for g in reader.genes if g in model_genes], path=in_path, what="gene names")
-        ours = (RAW_LAYER, UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, DETECTION_LAYER)
+        ours = (RAW_LAYER, UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, DETECTION_LAYER, INTERVAL_LOW_LAYER,
+                INTERVAL_HIGH_LAYER)  # fmt: skip
         refuse_layers(in_path, reader.layer_names, ours, done="imputed")
         counts_dtype = reader.count_dtype()
         others = reader.layer_names
         layout = reader.layout()
-        layout["gene_attrs"][IMPUTED_GENE_ATTR] = np.isin(reader.genes, model.target_genes).astype(np.uint8)
+        layout["gene_attrs"][IMPUTED_GENE_ATTR] = np.fromiter((g in targets for g in reader.genes), np.uint8)
         layout["layer_dtypes"].update({MAIN: counts_dtype, RAW_LAYER: counts_dtype})
         if params.detected_layer:
             layout["layer_dtypes"][DETECTED_FILL_LAYER] = counts_dtype
         if params.detection_layer:
             layout["layer_dtypes"][DETECTION_LAYER] = np.dtype(np.float32)
-        if params.uncertainty:
+        if params.uncertainty or calibration is not None:
             layout["layer_dtypes"][UNCERTAINTY_LAYER] = np.dtype(np.float32)
+        if calibration is not None:
+            for name in (INTERVAL_LOW_LAYER, INTERVAL_HIGH_LAYER):
+                layout["layer_dtypes"][name] = counts_dtype
+            progress.message(
+                f"intervals of {params.interval:.0%}: calibrated on {calibration.entries} hidden entries "
+                f"(coverage {calibration.coverage:.3f} on the half that set them)"
+            )
         rng = np.random.default_rng(params.seed)
         parameters = {
             "model": str(model_path),
@@ -76,6 +88,13 @@ def impute_file(
             **asdict(params),
             "model_parameters": model.parameters,
         }
+        if calibration is not None:
+            parameters["interval_calibration"] = {
+                "entries": calibration.entries,
+                "multiplier": calibration.multiplier,
+                "coverage": calibration.coverage,
+                "median_width": calibration.median_width,
+            }
         progress.start()
         with (
             atomic_file(out_path) as temporary,
@@ -84,7 +103,7 @@ def impute_file(
             for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
                 counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
                 try:
-                    result = impute_block(counts, reader.genes, model, params=params)
+                    result = impute_block(counts, reader.genes, model, params=params, calibration=calibration)
                 except ModelError as error:
                     raise ModelError(model_path, error.problem) from None
                 imputed = result.counts
@@ -96,6 +115,10 @@ def impute_file(
                     matrices[DETECTED_FILL_LAYER] = result.detected_fill
                 if result.detection is not None:
                     matrices[DETECTION_LAYER] = result.detection
+                if calibration is not None:
+                    matrices[INTERVAL_LOW_LAYER] = result.interval_low
+                    matrices[INTERVAL_HIGH_LAYER] = result.interval_high
+                    matrices[UNCERTAINTY_LAYER] = result.uncertainty
                 if params.uncertainty:
                     matrices[UNCERTAINTY_LAYER] = uncertainty_layer(
                         counts, reader.genes, model, samples=params.uncertainty, rng=rng

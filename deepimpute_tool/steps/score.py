@@ -14,6 +14,8 @@ from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import (
     DETECTED_FILL_LAYER,
     HELDOUT_LAYER,
+    INTERVAL_HIGH_LAYER,
+    INTERVAL_LOW_LAYER,
     MAIN,
     ORIGINAL_LAYER,
     RAW_LAYER,
@@ -53,7 +55,11 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             )
         labels = None if params.labels is None else _labels(reader, params.labels)
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
-        extra = [name for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER) if name in reader.layer_names]
+        extra = [
+            name
+            for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, INTERVAL_LOW_LAYER, INTERVAL_HIGH_LAYER)
+            if name in reader.layer_names
+        ]
         layers = (MAIN, RAW_LAYER, *protocols, *extra)
 
         def blocks():
@@ -67,7 +73,9 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             for b, imputed in blocks():
                 original, raw = b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER]
                 main.append(masked_entries(original, raw, imputed, cell_offset=b.cells.start,
-                                           uncertainty=b.matrices.get(UNCERTAINTY_LAYER)))  # fmt: skip
+                                           uncertainty=b.matrices.get(UNCERTAINTY_LAYER),
+                                           low=b.matrices.get(INTERVAL_LOW_LAYER),
+                                           high=b.matrices.get(INTERVAL_HIGH_LAYER)))  # fmt: skip
                 if DETECTED_FILL_LAYER in extra:
                     filled = _imputed(b.matrices[DETECTED_FILL_LAYER])
                     paper.append(masked_entries(original, raw, filled, cell_offset=b.cells.start))

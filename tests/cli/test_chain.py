@@ -82,6 +82,36 @@ def test_chain_outputs(chain):
     assert sorted(p.name for p in (work / "model").iterdir()) == ["model.json", "weights.npz"]
 
 
+def test_calibrated_intervals_hold_about_their_share_of_the_masked_counts(chain):
+    """Calibrated on the validation cells' hidden entries, scored at the masked entries of every cell."""
+    work, _ = chain
+    run(
+        "deepimpute-impute",
+        work / "masked.loom",
+        work / "model",
+        work / "intervals.loom",
+        "--interval",
+        "0.8",
+    )
+    scored = run("deepimpute-score", work / "intervals.loom", "-o", work / "intervals.json")
+    scores = json.loads((work / "intervals.json").read_text())
+    assert 0.7 < scores["interval_coverage"] < 0.92
+    assert scores["interval_median_width"] > 0
+    for key in (
+        "uncertainty_error_partial_spearman",
+        "uncertainty_auc_worst_tenth",
+        "prediction_auc_worst_tenth",
+    ):
+        assert np.isfinite(scores[key])
+    assert "intervals: coverage of the true counts" in scored.stdout
+    with h5py.File(work / "intervals.loom", "r") as f:
+        record = json.loads(f["attrs/deepimpute_impute"][()])
+        assert record["parameters"]["interval"] == 0.8
+        assert 0.7 < record["parameters"]["interval_calibration"]["coverage"] < 0.92
+        low, high, main = f["layers/interval_low"][()], f["layers/interval_high"][()], f["matrix"][()]
+        assert (low <= main * (1 + 1e-5)).all() and (main <= high * (1 + 1e-5)).all()
+
+
 def run_on_pbmc_small(out, *options):
     """`deepimpute run` on pbmc_small into ``out``, with tiny training and ``options``."""
     return run("deepimpute", "run", PBMC_SMALL, out, "--min-genes", "10", *options, *TINY_TRAINING)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deepimpute_tool.errors import ModelError
+from deepimpute_tool.model import MODEL_FORMAT_VERSION
 from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.training import TrainingParameters, train
 from tests.helpers import PBMC68K, QUICK, REPO, dense
@@ -153,7 +154,7 @@ def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_p
     np.testing.assert_allclose(predicted.probability, probabilities / 2, rtol=1e-5, atol=1e-6)
 
     model.save(tmp_path)
-    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 3
+    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == MODEL_FORMAT_VERSION
     loaded = load_model(tmp_path).predict(counts, pbmc68k.genes, detection=True)
     np.testing.assert_array_equal(loaded.detected, predicted.detected)
     np.testing.assert_array_equal(loaded.probability, predicted.probability)
