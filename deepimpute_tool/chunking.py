@@ -24,7 +24,9 @@ from deepimpute_tool.options import option, parameters
 
 CHUNK_ATTR = "deepimpute_chunk"
 CHUNK_SOURCE_ATTR = "deepimpute_chunk_source"
-PATH_PARAMETERS = ("model", "input")  # where a file was, which differs between machines
+# where a file was, and how much memory a machine gave a step: they differ between machines and
+# change no value
+MACHINE_PARAMETERS = ("model", "input", "chunk_cells", "cores")
 CHUNK_FILE = re.compile(r".+\.chunk\d{4,}\.loom")
 
 
@@ -106,7 +108,7 @@ def chunk_source(path: Path, attrs: dict[str, str]) -> ChunkSource:
         )
     try:
         return ChunkSource(**json.loads(text))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise InputError(path, f"has a damaged '{CHUNK_SOURCE_ATTR}' attribute") from None
 
 
@@ -144,8 +146,8 @@ def _processing(attrs: dict[str, str]) -> dict[str, object]:
             continue
         try:
             record = json.loads(text)
-            parameters = {k: v for k, v in record["parameters"].items() if k not in PATH_PARAMETERS}
-        except (ValueError, TypeError, KeyError, AttributeError):
+            parameters = {k: v for k, v in record["parameters"].items() if k not in MACHINE_PARAMETERS}
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             parameters = text
         found[key.removeprefix("deepimpute_")] = parameters
     return found

@@ -175,7 +175,7 @@ def _values(item, *, path: Path, n: int) -> np.ndarray:
     if item.dtype.kind in "biuf":
         return _numbers(item, path=path)
     if item.dtype.kind in "SOU":
-        return read_strings(item, path=path, names=False)
+        return read_strings(item, path=path, names=False, loom=False)
     raise InputError(path, f"'{item.name}' holds {item.dtype} values, neither numbers nor text")
 
 
@@ -230,7 +230,7 @@ def _dataframe_of(handle: h5py.File, axis: str, *, path: Path) -> tuple[np.ndarr
     check_fully_stored(index, path=path)
     if index.ndim != 1:
         raise InputError(path, f"'{index.name}' has {index.ndim} dimensions; names must have 1")
-    names = read_strings(index, path=path)
+    names = read_strings(index, path=path, loom=False)
     order = group.attrs.get("column-order", [])
     columns = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(order) if str(c)]
     found = {}
@@ -241,10 +241,16 @@ def _dataframe_of(handle: h5py.File, axis: str, *, path: Path) -> tuple[np.ndarr
 
 def _rename_name_column(columns: dict[str, np.ndarray], names: np.ndarray, *, name: str, axis: str) -> None:
     """A column named as Loom's name attribute (``CellID``, ``Gene``) must not replace the index:
-    dropped where it repeats the index, else kept as ``<axis>_<name>``."""
+    dropped where it repeats the index, else kept as ``<axis>_<name>`` (``_2``, ``_3``... when
+    that is taken too)."""
     column = columns.pop(name, None)
-    if column is not None and not np.array_equal(column.astype(str), names.astype(str)):
-        columns[f"{axis}_{name}"] = column
+    if column is None or np.array_equal(column.astype(str), names.astype(str)):
+        return
+    renamed, number = f"{axis}_{name}", 1
+    while renamed in columns:
+        number += 1
+        renamed = f"{axis}_{name}_{number}"
+    columns[renamed] = column
 
 
 def is_h5ad(handle: h5py.File) -> bool:
@@ -253,6 +259,16 @@ def is_h5ad(handle: h5py.File) -> bool:
 
 
 def read_h5ad(handle: h5py.File, path: Path) -> Dataset:
+    """:func:`_read_h5ad`, with every way a malformed file can fail as an :class:`InputError`."""
+    try:
+        return _read_h5ad(handle, path)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, AttributeError, IndexError) as error:
+        raise InputError(path, f"cannot be read as h5ad: {error}") from None
+
+
+def _read_h5ad(handle: h5py.File, path: Path) -> Dataset:
     """The counts in ``X`` of an open h5ad, cells named by ``obs``'s index and genes by ``var``'s.
 
     Reads every value itself, within the limits of :mod:`deepimpute_tool.limits`: names,

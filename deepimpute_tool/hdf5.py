@@ -137,7 +137,13 @@ def _decode(values: np.ndarray, *, encoding: str, escaped: bool) -> np.ndarray:
 
 
 def read_strings(
-    item: h5py.Dataset, *, path: Path, names: bool = True, rows: slice | None = None, limit: int | None = None
+    item: h5py.Dataset,
+    *,
+    path: Path,
+    names: bool = True,
+    rows: slice | None = None,
+    limit: int | None = None,
+    loom: bool = True,
 ) -> np.ndarray:
     """The text values of a 1-D dataset, as a numpy array of ``str`` objects.
 
@@ -146,7 +152,8 @@ def read_strings(
     loompy wrote read back as loompy reads them. Refuses values longer than the limit
     (``limit`` characters, by default those of a name with ``names`` and of any text attribute
     otherwise), checking fixed-size text before reading it and variable-length text in blocks
-    as it is read. ``names`` also refuses control characters.
+    as it is read. ``names`` also refuses control characters. ``loom=False`` reads text exactly
+    as stored, as anndata does (no character references unescaped).
     """
     rows = rows or slice(0, item.shape[0])
     limit_chars = limit or (MAX_NAME_CHARACTERS if names else MAX_TEXT_BYTES)
@@ -164,6 +171,7 @@ def read_strings(
         encoding, escaped = "utf-8", False
     elif item.dtype.kind not in "SO":
         return np.asarray(item[rows]).astype(str).astype(object)
+    escaped = escaped and loom
     n = rows.stop - rows.start
     if item.dtype.kind == "S":
         require_memory(n * item.dtype.itemsize * 2, path=path, what=f"reading '{item.name}'")

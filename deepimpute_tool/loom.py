@@ -317,6 +317,8 @@ def read_loom(path: str | os.PathLike, *, layers: bool = True) -> Dataset:
 
 def _attr_dataset(group: h5py.Group, name: str, values: np.ndarray, *, growable: bool) -> None:
     values = np.asarray(values)
+    if values.dtype.kind == "b":  # loompy refuses boolean attributes
+        values = values.astype(np.uint8)
     maxshape = (None, *values.shape[1:]) if growable else values.shape
     chunks = (max(1, min(values.shape[0], 4096)), *values.shape[1:]) if values.size else None
     if values.dtype.kind in "iufb":

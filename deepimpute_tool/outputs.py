@@ -63,7 +63,8 @@ def _check_location(output: Output) -> None:
         raise OutputError(path, f"cannot be written: folder {parent} is not writable")
     if path.is_symlink() and not path.exists():
         raise OutputError(path, f"is a symbolic link to {os.readlink(path)}, which does not exist")
-    _check_name_length(path)
+    if output.kind != FOLDER:  # a folder of ours is written into, never under a temporary name
+        _check_name_length(path)
     if output.kind == FILE and path.is_dir():
         raise OutputError(path, "is a folder; give the name of a file to write")
     if output.kind == FILE and path.exists() and not path.is_file():

@@ -213,6 +213,31 @@ def _second_model(folder: Path, name: str) -> Path:
     return folder / name
 
 
+def _h5ad_malformed(edit):
+    def make(folder: Path):
+        import scipy.sparse as sp
+
+        path = _anndata(folder)
+        import anndata
+
+        adata = anndata.read_h5ad(path)
+        adata.X = sp.csr_matrix(adata.X)
+        adata.write_h5ad(path)
+        with h5py.File(path, "a") as f:
+            edit(f)
+        return [path, "out.loom"], path, "cannot be read as h5ad"
+
+    return make
+
+
+def _merge_with_nested_json(folder: Path):
+    chunks = _split(folder, copy(PBMC_SMALL, folder, "in.loom"), "chunks")
+    with h5py.File(chunks[1], "a") as f:
+        del f["attrs/deepimpute_chunk_source"]
+        f["attrs/deepimpute_chunk_source"] = "[" * 5000 + "]" * 5000
+    return ["out.loom", *chunks], chunks[1].name, "damaged 'deepimpute_chunk_source'"
+
+
 REFUSED = {
     "an h5ad without X": Case("filter", _h5ad_without_x),
     "an h5ad column of an encoding no reader knows": Case("filter", _h5ad_column_of_unknown_encoding),
@@ -233,6 +258,16 @@ REFUSED = {
     "merge of chunks imputed with two models": Case("merge", _merge_of("two models")),
     "merge of an imputed chunk and one that was not": Case("merge", _merge_of("imputed and not")),
     "merge of chunks imputed with other options": Case("merge", _merge_of("other options")),
+    "merge of a chunk source nested 5,000 deep": Case("merge", _merge_with_nested_json),
+    "an h5ad whose X declares a shape of text": Case(
+        "filter", _h5ad_malformed(lambda f: f["X"].attrs.__setitem__("shape", "abc"))
+    ),
+    "an h5ad whose X declares a 2-D shape": Case(
+        "filter", _h5ad_malformed(lambda f: f["X"].attrs.__setitem__("shape", np.array([[80, 50]])))
+    ),
+    "an h5ad whose index attribute is not UTF-8": Case(
+        "filter", _h5ad_malformed(lambda f: f["obs"].attrs.__setitem__("_index", np.bytes_(b"\xff")))
+    ),
 }
 
 
@@ -279,6 +314,38 @@ def test_an_h5ad_names_cells_and_genes_by_its_index_not_by_like_named_columns(tm
     assert found["cell_attrs"]["obs_CellID"].tolist() == ["same"] * 80
     assert found["cell_attrs"]["kind"].tolist() == ["a", "b"] * 40
     assert "var_Gene" not in found["gene_attrs"]  # it only repeated the index
+
+
+def test_an_h5ad_keeps_its_text_and_columns_exactly_and_loompy_opens_the_result(tmp_path):
+    """Text as anndata stores it (no character references unescaped), a taken name not
+    overwritten, booleans as 0/1 (loompy refuses boolean attributes)."""
+    import loompy
+    import pandas as pd
+
+    obs = pd.DataFrame({"CellID": [f"x{i}" for i in range(80)], "obs_CellID": [f"y{i}" for i in range(80)],
+                        "company": ["AT&amp;T", "x&lt3"] * 40, "flag": [True, False] * 40},
+                       index=[f"C{i}" for i in range(80)])  # fmt: skip
+    path = _anndata(tmp_path, obs=obs)
+    result = run_limited(
+        "filter", path, "out.loom", "--min-genes", "0", "--min-cells", "0", "-q", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    attrs = _read_loom(tmp_path / "out.loom")["cell_attrs"]
+    assert attrs["company"].tolist() == ["AT&amp;T", "x&lt3"] * 40
+    assert attrs["obs_CellID"].tolist() == [f"y{i}" for i in range(80)]
+    assert attrs["obs_CellID_2"].tolist() == [f"x{i}" for i in range(80)]
+    with loompy.connect(str(tmp_path / "out.loom"), "r") as ds:
+        assert ds.ca.flag.tolist() == [1, 0] * 40
+
+
+def test_chunks_imputed_in_blocks_of_other_sizes_still_merge(tmp_path):
+    """--chunk-cells is a machine's memory setting and changes no value: it does not split a set."""
+    chunks = _split(tmp_path, PBMC_SMALL, "chunks")
+    model = model_folder(tmp_path)
+    for number, (chunk, size) in enumerate(zip(chunks, ("7", "64"))):
+        run("deepimpute-impute", chunk, model, tmp_path / f"i{number}.loom", "--chunk-cells", size, "-q")
+    result = run_limited("merge", "out.loom", tmp_path / "i0.loom", tmp_path / "i1.loom", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_half_precision_h5ad_is_read_exactly(tmp_path):
@@ -357,3 +424,14 @@ def test_quiet_prints_nothing_with_a_read_only_home_nor_on_a_full_disk(tmp_path)
         f"Error: {tmp_path / 'out.loom'}: cannot be written: File too large"
     ]
     assert snapshot(tmp_path) == before
+
+
+def test_only_what_is_written_under_a_temporary_name_is_held_to_its_length(tmp_path):
+    from deepimpute_tool.errors import OutputError
+    from deepimpute_tool.outputs import DIRECTORY, FILE, FOLDER, Output, check_outputs
+
+    long = tmp_path / ("d" * 240)
+    check_outputs([Output(long, FOLDER)], inputs=[])  # run's folder and score's plots: written into
+    for kind in (FILE, DIRECTORY):
+        with pytest.raises(OutputError, match="has a name of 240 bytes"):
+            check_outputs([Output(long, kind, replaceable=lambda path: True)], inputs=[])
