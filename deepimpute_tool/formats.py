@@ -213,7 +213,8 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
         raise InputError(path, f"the header names {len(header)} columns but the rows hold {n_values} values")
     if not all(dtype.kind in "iuf" for dtype in table.dtypes):
         raise InputError(path, "the table holds non-numeric values besides its first column")
-    rows = np.array([str(name) for name in table.index], dtype=object)
+    # an empty name is read as NaN with the empty values; it stays empty, as the file has it
+    rows = np.array(["" if isinstance(name, float) else str(name) for name in table.index], dtype=object)
     columns = np.array(columns, dtype=object)
     genes_are_rows = rows.size >= columns.size if orientation == "auto" else orientation == "genes-by-cells"
     genes, cells = (rows, columns) if genes_are_rows else (columns, rows)

@@ -235,6 +235,8 @@ def _dataframe_of(handle: h5py.File, axis: str, *, path: Path) -> tuple[np.ndarr
     columns = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(order) if str(c)]
     found = {}
     for name in columns:
+        if "/" in name:  # Loom's attributes are HDF5 datasets, whose names cannot hold one
+            raise InputError(path, f"the {axis} column {name!r} has a '/' in its name; rename it")
         found[name] = _column(group, name, path=path, n=names.size)
     return names, found
 

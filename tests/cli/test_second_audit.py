@@ -230,6 +230,13 @@ def _h5ad_malformed(edit):
     return make
 
 
+def _h5ad_column_with_a_slash(folder: Path):
+    import pandas as pd
+
+    obs = pd.DataFrame({"a/b": np.arange(80)}, index=[f"C{i}" for i in range(80)])
+    return [_anndata(folder, obs=obs), "out.loom"], "in.h5ad", "column 'a/b' has a '/' in its name"
+
+
 def _merge_with_nested_json(folder: Path):
     chunks = _split(folder, copy(PBMC_SMALL, folder, "in.loom"), "chunks")
     with h5py.File(chunks[1], "a") as f:
@@ -259,6 +266,7 @@ REFUSED = {
     "merge of an imputed chunk and one that was not": Case("merge", _merge_of("imputed and not")),
     "merge of chunks imputed with other options": Case("merge", _merge_of("other options")),
     "merge of a chunk source nested 5,000 deep": Case("merge", _merge_with_nested_json),
+    "an h5ad column whose name Loom cannot hold": Case("filter", _h5ad_column_with_a_slash),
     "an h5ad whose X declares a shape of text": Case(
         "filter", _h5ad_malformed(lambda f: f["X"].attrs.__setitem__("shape", "abc"))
     ),
@@ -381,6 +389,15 @@ def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert _read_loom(tmp_path / "out.loom")["cells"] == ["C1", "C2", "C3"]
+
+
+def test_an_empty_name_in_a_table_stays_empty(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("gene,C1,C2,C3\n,1,2,0\nG2,3,4,1\nG3,0,1,5\n")
+    result = run_limited("filter", path, "out.loom", "--min-genes", "0", "--min-cells", "0",
+                         "--orientation", "genes-by-cells", "-q", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _read_loom(tmp_path / "out.loom")["genes"] == ["", "G2", "G3"]
 
 
 def test_merge_puts_together_what_split_took_apart(tmp_path):
