@@ -1,7 +1,7 @@
 """Which uncertainty tells where the errors are, and do the calibrated intervals hold their coverage?
 
 For each dataset (filtered and masked as accuracy.py does, the paper's masking, seed 0): train
-with the defaults (which keeps the calibration set), then impute three ways: plain; with
+with the defaults and `--calibration` (counts hidden to calibrate on), then impute three ways: plain; with
 `--uncertainty N` (the spread of N Monte Carlo dropout predictions); with `--interval P`
 (split-conformal intervals, the layer 'uncertainty' their half-width). `deepimpute score`
 reports, at the masked entries, the coverage and median width of the intervals, and for each
@@ -40,7 +40,7 @@ def run(name: str, work: Path, *, samples: int, interval: float, repeats: int) -
     masked = prepare(name, DATASETS[name], work)
     model = work / f"{name}.uncertainty.model"
     shutil.rmtree(model, ignore_errors=True)
-    measure(deepimpute("train", str(masked), str(model), "--quiet"))
+    measure(deepimpute("train", str(masked), str(model), "--calibration", "--quiet"))
     variants = {
         "plain": [],
         "dropout": ["--uncertainty", str(samples)],

@@ -99,9 +99,8 @@ class ImputeParameters:
         help="Also write, for every value the model gives, an interval that holds the true count "
         "with this probability (e.g. 0.8), as the layers 'interval_low' and 'interval_high' "
         "(counts), and its half-width on the log1p scale as the layer 'uncertainty' (0 where a "
-        "count was observed and kept). Calibrated (split-conformal) on entries hidden in the cells "
-        "training held out, for the ⟨fill⟩ written. 0: none. Needs a model of format 4 (trained "
-        "since intervals exist).",
+        "count was observed and kept). Calibrated (split-conformal) on the counts training hid from "
+        "the model (trained with ⟨calibration⟩), for the ⟨fill⟩ written. 0: none.",
     )
     seed: int = shared_option("seed")
 
@@ -192,9 +191,7 @@ def for_model(params: ImputeParameters, model: Model) -> ImputeParameters:
         asked = "⟨detection_layer⟩" if params.detection_layer else f"⟨fill⟩ {fill}"
         raise InputError(None, f"has no detection head (trained without ⟨detection⟩), which {asked} needs")
     if params.interval and model.calibration is None:
-        raise InputError(
-            None, "has no calibration for ⟨interval⟩ (trained by an older version, or on too few cells)"
-        )
+        raise InputError(None, "has no calibration for ⟨interval⟩: train it with ⟨calibration⟩")
     if params.interval and params.uncertainty:
         raise InputError(None, "⟨interval⟩ and ⟨uncertainty⟩ both write the layer 'uncertainty': give one")
     paper = fill == "detected" and params.policy == "restore"

@@ -20,7 +20,7 @@ from deepimpute_tool.loom import read_loom
 data = read_loom(sys.argv[1])
 pd.DataFrame(data.counts.toarray().T.astype(int), index=data.genes, columns=data.cells).to_csv(sys.argv[2])
 PY
-"$bin/deepimpute-train" "$data/pbmc_small.loom" "$data/pbmc_small.model.zip" --max-epochs 3 --quiet
+"$bin/deepimpute-train" "$data/pbmc_small.loom" "$data/pbmc_small.model.zip" --max-epochs 3 --calibration --quiet
 "$bin/deepimpute-mask" "$data/pbmc_small.loom" "$work/masked.loom" --cells-per-gene 3 --quiet
 "$bin/deepimpute-train" "$work/masked.loom" "$work/model.zip" --max-epochs 100 --quiet
 "$bin/deepimpute-impute" "$work/masked.loom" "$work/model.zip" "$data/pbmc_small.imputed.loom" --quiet

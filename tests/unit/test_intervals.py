@@ -13,7 +13,22 @@ from deepimpute_tool.imputation import ImputeParameters, calibrate_intervals, fo
 from deepimpute_tool.intervals import CalibrationSet, calibrate
 from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.scoring import MaskedEntries, interval_metrics, uncertainty_metrics
+from deepimpute_tool.training import TrainingParameters, train
 from tests.helpers import QUICK, REPO, dense
+
+
+@pytest.fixture(scope="module")
+def calibrated(pbmc68k):
+    """A model of pbmc68k_reduced trained with counts hidden to calibrate on."""
+    params = TrainingParameters(subset_size=400, calibration=True, **QUICK)
+    return train(pbmc68k.counts, pbmc68k.genes, params=params)
+
+
+@pytest.fixture(scope="module")
+def calibrated_dir(calibrated, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("calibrated")
+    calibrated.save(directory)
+    return directory
 
 
 def _entries(rng: np.random.Generator, n: int):
@@ -74,22 +89,25 @@ def test_a_damaged_calibration_is_refused_naming_the_model(changes, problem):
     assert str(refused.value).startswith("m.zip")
 
 
-def test_a_trained_model_keeps_hidden_entries_of_its_validation_cells(pbmc68k_model, pbmc68k_model_dir):
-    found = pbmc68k_model.calibration
+def test_a_model_trained_with_calibration_keeps_what_it_predicts_of_the_hidden_counts(
+    calibrated, calibrated_dir, pbmc68k_model
+):
+    found = calibrated.calibration
     assert found is not None and found.size >= 200
     assert (found.truth >= 1).all() and ((found.probability > 0) & (found.probability < 1)).all()
-    loaded = load_model(pbmc68k_model_dir)
+    loaded = load_model(calibrated_dir)
     for name in ("log_detected", "truth", "probability"):
         np.testing.assert_array_equal(getattr(loaded.calibration, name), getattr(found, name))
-    content = json.loads((pbmc68k_model_dir / "model.json").read_text())
+    content = json.loads((calibrated_dir / "model.json").read_text())
     assert content["format_version"] == 4 and content["calibration"]["entries"] == found.size
+    assert pbmc68k_model.calibration is None  # off by default: the default model is as before
 
 
-def test_intervals_cover_the_value_written_and_an_observed_count_is_its_own(pbmc68k, pbmc68k_model):
-    params = for_model(ImputeParameters(interval=0.8), pbmc68k_model)
-    calibration = calibrate_intervals(pbmc68k_model, params)
+def test_intervals_cover_the_value_written_and_an_observed_count_is_its_own(pbmc68k, calibrated):
+    params = for_model(ImputeParameters(interval=0.8), calibrated)
+    calibration = calibrate_intervals(calibrated, params)
     counts = dense(pbmc68k.counts)[:200]
-    block = impute_block(counts, pbmc68k.genes, pbmc68k_model, params=params, calibration=calibration)
+    block = impute_block(counts, pbmc68k.genes, calibrated, params=params, calibration=calibration)
     observed = counts > 0
     np.testing.assert_array_equal(block.interval_low[observed], counts[observed])
     np.testing.assert_array_equal(block.interval_high[observed], counts[observed])
@@ -101,21 +119,22 @@ def test_intervals_cover_the_value_written_and_an_observed_count_is_its_own(pbmc
     assert (block.uncertainty[filled] > 0).all()
 
 
-def test_intervals_need_a_calibrated_model_and_exclude_dropout_samples(pbmc68k_model):
+def test_intervals_need_a_calibrated_model_and_exclude_dropout_samples(pbmc68k_model, calibrated):
     old = load_model(REPO / "galaxy" / "test-data" / "pbmc_small.model.format3.zip")
-    with pytest.raises(InputError, match="has no calibration"):
-        for_model(ImputeParameters(interval=0.8), old)
+    for model in (old, pbmc68k_model):
+        with pytest.raises(InputError, match="has no calibration"):
+            for_model(ImputeParameters(interval=0.8), model)
+        assert for_model(ImputeParameters(), model).interval == 0
     with pytest.raises(InputError, match="give one"):
-        for_model(ImputeParameters(interval=0.8, uncertainty=5), pbmc68k_model)
-    assert for_model(ImputeParameters(), old).interval == 0
+        for_model(ImputeParameters(interval=0.8, uncertainty=5), calibrated)
 
 
-def test_a_model_without_calibration_still_saves_and_loads(pbmc68k_model, tmp_path):
-    dataclasses.replace(pbmc68k_model, calibration=None).save(tmp_path)
+def test_a_model_without_calibration_still_saves_and_loads(calibrated, tmp_path):
+    dataclasses.replace(calibrated, calibration=None).save(tmp_path)
     assert load_model(tmp_path).calibration is None
 
 
-def test_calibration_hides_counts_as_masking_would_and_the_model_sees_zeros_there(pbmc68k, pbmc68k_model):
+def test_calibration_hides_counts_as_masking_would_and_the_model_sees_zeros_there(pbmc68k, calibrated):
     from deepimpute_tool.intervals import MAX_HIDDEN_SHARE, MIN_ENTRIES, calibration_set, choose_hidden
 
     columns = np.arange(pbmc68k.n_genes)
@@ -129,23 +148,16 @@ def test_calibration_hides_counts_as_masking_would_and_the_model_sees_zeros_ther
     without = hidden.hide(pbmc68k.counts)
     assert (dense(without)[hidden.rows, hidden.columns] == 0).all()
     assert without.nnz == pbmc68k.counts.nnz - hidden.truth.size
-    found = calibration_set(pbmc68k_model, without, pbmc68k.genes, hidden)
+    found = calibration_set(calibrated, without, pbmc68k.genes, hidden)
     assert found.size == hidden.truth.size
     # what the model predicts from the counts without them, in the order they were hidden
-    prediction = pbmc68k_model.predict(dense(without), pbmc68k.genes, detection=True)
-    target = {g: i for i, g in enumerate(pbmc68k_model.target_genes)}
+    prediction = calibrated.predict(dense(without), pbmc68k.genes, detection=True)
+    target = {g: i for i, g in enumerate(calibrated.target_genes)}
     at = [target[g] for g in pbmc68k.genes[hidden.columns]]
     np.testing.assert_allclose(found.log_detected, prediction.log_detected[hidden.rows, at], rtol=1e-6)
     np.testing.assert_allclose(found.probability, prediction.probability[hidden.rows, at], rtol=1e-6)
     again = choose_hidden(pbmc68k.counts, columns, seed=0)
     np.testing.assert_array_equal(again.rows, hidden.rows)
-
-
-def test_training_without_calibration_gives_a_model_without_intervals(pbmc68k):
-    from deepimpute_tool.training import TrainingParameters, train
-
-    params = TrainingParameters(subset_size=400, calibration=False, **QUICK)
-    assert train(pbmc68k.counts, pbmc68k.genes, params=params).calibration is None
 
 
 def _scored(uncertainty: np.ndarray, truth: np.ndarray, imputed: np.ndarray) -> dict:
