@@ -163,23 +163,21 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
     target = {gene: i for i, gene in enumerate(model.target_genes)}
     target_of_column = np.array([target.get(name, -1) for name in genes])
     cells, row_in_cells = np.unique(hidden.rows, return_inverse=True)
-    parts = {"log_detected": [], "probability": [], "factor": []}
-    blocks = range(0, cells.size, CALIBRATION_BLOCK_CELLS)
-    order = np.argsort(row_in_cells, kind="stable")
-    bounds = np.searchsorted(row_in_cells[order], [start for start in blocks] + [cells.size])
-    for number, start in enumerate(blocks):
-        entries = order[bounds[number] : bounds[number + 1]]
-        prediction = model.predict(counts[cells[start : start + CALIBRATION_BLOCK_CELLS]].toarray(), genes,
-                                   detection=True)  # fmt: skip
+    found: dict[str, np.ndarray | None] = {"log_detected": np.empty(hidden.truth.size, np.float32)}
+    for start in range(0, cells.size, CALIBRATION_BLOCK_CELLS):
+        entries = np.flatnonzero((row_in_cells >= start) & (row_in_cells < start + CALIBRATION_BLOCK_CELLS))
+        block = counts[cells[start : start + CALIBRATION_BLOCK_CELLS]].toarray()
+        prediction = model.predict(block, genes, detection=True)
         rows, columns = row_in_cells[entries] - start, target_of_column[hidden.columns[entries]]
-        parts["log_detected"].append(prediction.log_detected[rows, columns])
-        if prediction.probability is not None:
-            parts["probability"].append(prediction.probability[rows, columns])
-        if prediction.factors is not None:
-            parts["factor"].append(prediction.factors[rows, 0].astype(np.float32))
-    undo = np.argsort(order, kind="stable")
-    joined = {name: np.concatenate(values)[undo] if values else None for name, values in parts.items()}
-    return CalibrationSet(truth=hidden.truth, **joined)
+        arrays = {
+            "log_detected": prediction.log_detected[rows, columns],
+            "probability": None if prediction.probability is None else prediction.probability[rows, columns],
+            "factor": None if prediction.factors is None else prediction.factors[rows, 0],
+        }
+        for name, values in arrays.items():
+            if values is not None:
+                found.setdefault(name, np.empty(hidden.truth.size, np.float32))[entries] = values
+    return CalibrationSet(truth=hidden.truth, **found)
 
 
 @dataclass(frozen=True)
