@@ -26,7 +26,7 @@ FLOAT32_EXACT = 2**24  # every whole number up to this is exact in float32
 FLOAT64_EXACT = 2**53
 RAW_COUNTS_HINT = (
     "DeepImpute needs raw UMI or read counts; if the data are normalised or log-transformed, "
-    "give the raw counts instead (for AnnData, the 'counts' layer or .raw)"
+    "give the raw counts instead (for AnnData, where it holds them: ⟨layer⟩ counts, or ⟨layer⟩ raw for .raw.X)"
 )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 
 ORIENTATIONS = ("auto", "genes-by-cells", "cells-by-genes")
 
@@ -39,6 +39,7 @@ class FilterParameters:
         label="Orientation of a CSV/tabular input",
         help="For CSV/TSV input: which axis holds genes (auto: the longer one).",
     )
+    layer: str | None = shared_option("layer")
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,9 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
 
 
 @contextlib.contextmanager
-def open_input(path: str | os.PathLike, *, orientation: str = "auto") -> Iterator[LoomReader | Dataset]:
+def open_input(
+    path: str | os.PathLike, *, orientation: str = "auto", layer: str | None = None
+) -> Iterator[LoomReader | Dataset]:
     """Open any supported input, once: a Loom as a :class:`LoomReader`, which reads blocks of
     cells on demand; h5ad, 10x HDF5, a 10x folder and CSV/TSV read whole into a :class:`Dataset`.
 
@@ -241,28 +243,40 @@ def open_input(path: str | os.PathLike, *, orientation: str = "auto") -> Iterato
     orientation
         For CSV/TSV: ``genes-by-cells``, ``cells-by-genes``, or ``auto`` (the longer axis
         is taken as genes).
+    layer
+        For h5ad: the layer holding the counts (``raw`` for ``.raw.X``); None reads ``X``.
+        Refused for the other formats.
     """
     path = Path(path)
     if path.is_dir():
+        _no_layer(path, layer)
         yield _read_10x_dir(path)
         return
     require_file(path)
     if path.name.lower().endswith(TABLE_SUFFIXES):
+        _no_layer(path, layer)
         yield _read_table(path, orientation=orientation)
         return
     with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
         keys = set(handle.keys())
         if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+            _no_layer(path, layer)
             yield LoomReader.of(handle, path)
         elif is_h5ad(handle):
-            yield read_h5ad(handle, path)
+            yield read_h5ad(handle, path, layer=layer)
         elif keys:
+            _no_layer(path, layer)
             yield _read_10x_h5(handle, path)
         else:
             raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
 
 
-def read_counts(path: str | os.PathLike, *, orientation: str = "auto") -> Dataset:
+def _no_layer(path: Path, layer: str | None) -> None:
+    if layer is not None:
+        raise InputError(path, f"is not an h5ad: ⟨layer⟩ {layer} chooses the counts of an h5ad input only")
+
+
+def read_counts(path: str | os.PathLike, *, orientation: str = "auto", layer: str | None = None) -> Dataset:
     """Read counts from Loom, h5ad, a 10x folder, 10x HDF5, or CSV/TSV, whole (see :func:`open_input`)."""
-    with open_input(path, orientation=orientation) as source:
+    with open_input(path, orientation=orientation, layer=layer) as source:
         return source.read_dataset()

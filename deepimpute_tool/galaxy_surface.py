@@ -57,7 +57,10 @@ def _galaxy_param(item: Declared) -> str:
     if item.optional:
         attributes["optional"] = "true"
     help_text = spell(spec.help, spellings("galaxy"))
-    attributes.update(label=spec.label, help=help_text + (" Leave empty for none." if item.optional else ""))
+    attributes.update(
+        label=spec.label,
+        help=help_text + (f" Leave empty for {spec.default_text or 'none'}." if item.optional else ""),
+    )
     head = "<param " + " ".join(f"{k}={quoteattr(v)}" for k, v in attributes.items())
     if not children:
         return head + "/>"

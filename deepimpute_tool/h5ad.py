@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,7 @@ from deepimpute_tool.limits import require_memory
 from deepimpute_tool.loom import MAIN, RAW_LAYER, CellBlock
 
 COUNTS_LAYER = "counts"
+RAW_X = "raw"  # ⟨layer⟩ raw: the counts in .raw.X
 TEXT = h5py.string_dtype("utf-8")
 COMPRESSION = {"compression": "gzip", "compression_opts": 2, "shuffle": True}
 
@@ -63,12 +65,41 @@ def _dictionary(handle: h5py.File, name: str) -> h5py.Group:
     return group
 
 
+@dataclass(frozen=True)
+class KeptSlots:
+    """What an output keeps of an h5ad input of the same cells and genes, copied as stored.
+
+    Attributes
+    ----------
+    source
+        The input, opened by :func:`deepimpute_tool.hdf5.open_hdf5` (nothing outside it).
+    var
+        The data frame of its genes: ``var``, or ``raw/var`` when the counts were ``raw.X``;
+        then only what is per cell (obs, obsm, obsp), ``uns`` and ``raw`` are kept, since
+        layers, varm and varp are of the other genes.
+    gene_columns
+        The columns of the writer's gene attributes to add to ``var`` (replacing any of that name).
+    """
+
+    source: h5py.File
+    var: str = "var"
+    gene_columns: tuple[str, ...] = ()
+
+
+def _copy_missing(source: h5py.Group | None, target: h5py.Group) -> None:
+    """Every member of ``source`` that ``target`` lacks, copied with its attributes."""
+    for name in source.keys() if isinstance(source, h5py.Group) else ():
+        if name not in target:
+            source.copy(source[name], target, name=name)
+
+
 class H5adWriter:
     """A new .h5ad filled with blocks of cells, in the order they come: use :meth:`create`."""
 
     def __init__(self, handle: h5py.File, *, genes: np.ndarray, gene_attrs: dict[str, np.ndarray],
-                 layer_dtypes: dict[str, np.dtype], n_cells: int) -> None:  # fmt: skip
+                 layer_dtypes: dict[str, np.dtype], n_cells: int, keep: KeptSlots | None = None) -> None:  # fmt: skip
         self._file, self._genes, self._gene_attrs, self.n_cells = handle, genes, gene_attrs, 0
+        self._keep = keep
         n_genes = len(genes)
         _encoding(handle, "anndata", "0.1.0")
         self._x = handle.create_dataset(
@@ -136,6 +167,9 @@ class H5adWriter:
             _encoding(self._uns.create_dataset(key, data=str(value), dtype=TEXT), "string")
 
     def _finish(self) -> None:
+        if self._keep is not None:
+            self._finish_keeping(self._keep)
+            return
         handle = self._file
         cells = np.concatenate(self._cell_ids) if self._cell_ids else np.array([], dtype=object)
         cell_columns = {name: np.concatenate(parts) for name, parts in self._cell_attrs.items()}
@@ -147,6 +181,33 @@ class H5adWriter:
                 _array(group, key, values)
         for name in ("obsp", "varp"):
             _dictionary(handle, name)
+
+    def _finish_keeping(self, keep: KeptSlots) -> None:
+        handle, source = self._file, keep.source
+        handle.copy(source["obs"], "obs")
+        handle.copy(source[keep.var], "var")
+        var = handle["var"]
+        order = [str(c) for c in np.atleast_1d(var.attrs.get("column-order", [])) if str(c)]
+        for name in keep.gene_columns:
+            if name in var:
+                del var[name]
+            _array(var, name, self._gene_attrs[name])
+            order = [*(c for c in order if c != name), name]
+        var.attrs["column-order"] = np.array(order, dtype=object) if order else np.array([], dtype="float64")
+        _copy_missing(source.get("uns"), self._uns)
+        per_gene = ("varm", "varp") if keep.var == "var" else ()
+        if per_gene:
+            _copy_missing(source.get("layers"), handle["layers"])
+        for name in ("obsm", "obsp", *per_gene):
+            if name in source:
+                handle.copy(source[name], name)
+            else:
+                _dictionary(handle, name)
+        for name in ("varm", "varp"):
+            if name not in handle:
+                _dictionary(handle, name)
+        if "raw" in source:
+            handle.copy(source["raw"], "raw")
 
 
 # ------------------------------------------------------------------ reading
@@ -260,44 +321,70 @@ def is_h5ad(handle: h5py.File) -> bool:
     return _attr(handle, "encoding-type") == "anndata" or {"obs", "var"} <= set(handle.keys())
 
 
-def read_h5ad(handle: h5py.File, path: Path) -> Dataset:
+def read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Dataset:
     """:func:`_read_h5ad`, with every way a malformed file can fail as an :class:`InputError`."""
     try:
-        return _read_h5ad(handle, path)
+        return _read_h5ad(handle, path, layer=layer)
     except InputError:
         raise
     except (KeyError, TypeError, ValueError, OSError, AttributeError, IndexError) as error:
         raise InputError(path, f"cannot be read as h5ad: {error}") from None
 
 
-def _read_h5ad(handle: h5py.File, path: Path) -> Dataset:
-    """The counts in ``X`` of an open h5ad, cells named by ``obs``'s index and genes by ``var``'s.
+def counts_location(handle: h5py.File, path: Path, layer: str | None) -> tuple[str, str]:
+    """Where ``layer`` says the counts are: the matrix's HDF5 path and the data frame naming its
+    genes (``var``, or ``raw/var`` for ``raw.X``)."""
+    if layer is None:
+        return "X", "var"
+    if layer == RAW_X:
+        if "raw" not in handle:
+            raise InputError(path, f"has no .raw (⟨layer⟩ {RAW_X}); its layers: {_layer_list(handle)}")
+        return "raw/X", "raw/var"
+    layers = handle.get("layers")
+    if not isinstance(layers, h5py.Group) or layer not in layers:
+        raise InputError(path, f"has no layer '{layer}' (⟨layer⟩); its layers: {_layer_list(handle)}")
+    return f"layers/{layer}", "var"
+
+
+def _layer_list(handle: h5py.File) -> str:
+    layers = handle.get("layers")
+    names = sorted(layers.keys()) if isinstance(layers, h5py.Group) else []
+    return ", ".join(names) or "none"
+
+
+def _read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Dataset:
+    """The counts of an open h5ad (``X``, or ``layer``), cells named by ``obs``'s index and genes
+    by ``var``'s (``raw/var``'s for ``raw.X``).
 
     Reads every value itself, within the limits of :mod:`deepimpute_tool.limits`: names,
     numeric and text columns, categoricals (as their labels) and nullable columns (missing
     values as NaN, or 'nan' for text). Anything else is refused, naming the column.
     """
+    where, genes_at = counts_location(handle, path, layer)
     cells, cell_attrs = _dataframe_of(handle, "obs", path=path)
-    genes, gene_attrs = _dataframe_of(handle, "var", path=path)
+    genes, gene_attrs = _dataframe_of(handle, genes_at, path=path)
     _rename_name_column(cell_attrs, cells, name="CellID", axis="obs")
     _rename_name_column(gene_attrs, genes, name="Gene", axis="var")
     shape = (cells.size, genes.size)
-    x = handle.get("X")
+    x = handle.get(where)
     if x is None:
-        raise InputError(path, "is an h5ad without X (no matrix of counts)")
+        raise InputError(path, f"is an h5ad without {where} (no matrix of counts)")
     if isinstance(x, h5py.Dataset):
         if x.shape != shape or x.dtype.kind not in "biuf":
-            raise InputError(path, f"X is {x.shape} {x.dtype}; expected numbers of shape {shape}")
+            raise InputError(path, f"{where} is {x.shape} {x.dtype}; expected numbers of shape {shape}")
         check_fully_stored(x, path=path)
         counts = sp.csr_matrix(_numbers(x, path=path))
     else:
         encoding = _attr(x, "encoding-type")
         declared = tuple(int(n) for n in np.atleast_1d(x.attrs.get("shape", ())))
         if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
-            raise InputError(path, f"X is a {encoding or 'group'} of shape {declared}, expected {shape}")
+            raise InputError(
+                path, f"{where} is a {encoding or 'group'} of shape {declared}, expected {shape}"
+            )
         counts = compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
+    what = "matrix" if layer is None else ("matrix raw.X" if layer == RAW_X else f"layer '{layer}'")
     return Dataset(
-        counts=as_counts(sp.csr_matrix(counts), path=path),
+        counts=as_counts(sp.csr_matrix(counts), path=path, what=what),
         genes=genes,
         cells=cells,
         gene_attrs=gene_attrs,

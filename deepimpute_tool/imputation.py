@@ -103,6 +103,7 @@ class ImputeParameters:
         "the model (trained with ⟨calibration⟩), for the ⟨fill⟩ written. 0: none.",
     )
     seed: int = shared_option("seed")
+    layer: str | None = shared_option("layer")
 
 
 @dataclass(frozen=True)

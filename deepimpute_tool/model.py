@@ -31,11 +31,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepimpute_tool import __version__
 from deepimpute_tool.intervals import CalibrationSet
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 MODEL_FORMAT = "deepimpute-tool-model"
 MODEL_FORMAT_VERSION = 4
@@ -281,7 +285,24 @@ class Model:
 
     # ------------------------------------------------------------ save / load
 
-    def save(self, directory: str | os.PathLike) -> None:
+    def impute(self, adata: AnnData, **arguments: Any) -> AnnData | None:
+        """Impute the raw counts of an AnnData with this model; see :func:`deepimpute_tool.pp.impute`,
+        whose arguments (``layer``, ``key_added``, ``copy`` and the imputation options) it takes."""
+        from deepimpute_tool.api import impute
+
+        return impute(self, adata, **arguments)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path``: a zip file when the name ends in .zip, else a folder.
+
+        As ``deepimpute train`` writes it: checked first (an existing file or folder that is not a
+        model is never replaced), written under a temporary name and moved into place when complete.
+        """
+        from deepimpute_tool.steps.common import write_model
+
+        write_model(self, path)
+
+    def write_directory(self, directory: str | os.PathLike) -> None:
         """Write ``model.json`` and ``weights.npz`` into an existing empty directory."""
         directory = Path(directory)
         arrays = {}
@@ -314,10 +335,10 @@ class Model:
         content["content_sha256"] = sha256_json(content)
         (directory / MODEL_JSON).write_text(json.dumps(content, indent=1, default=_plain))
 
-    def save_zip(self, path: str | os.PathLike) -> None:
+    def write_zip(self, path: str | os.PathLike) -> None:
         """Write the model as a zip file holding ``model.json`` and ``weights.npz``."""
         with tempfile.TemporaryDirectory() as directory:
-            self.save(directory)
+            self.write_directory(directory)
             with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 for name in (MODEL_JSON, WEIGHTS_FILE):
                     archive.write(Path(directory) / name, name)

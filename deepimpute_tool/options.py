@@ -100,6 +100,16 @@ SHARED: dict[str, tuple[Any, Option]] = {
             "dropout samples, clustering); the same seed gives the same result.",
         ),
     ),
+    "layer": (
+        None,
+        Option(
+            pattern=r"^[A-Za-z0-9_.-]+$",
+            label="Layer of the raw counts (h5ad)",
+            help="Where an h5ad input holds the raw counts: the name of a layer (e.g. counts), or raw "
+            "for .raw.X.",
+            default_text="X",
+        ),
+    ),
 }
 
 

@@ -206,6 +206,7 @@ class TrainingParameters:
         "little (masked Pearson -0.010 to +0.003 on the benchmarks).",
     )
     seed: int = shared_option("seed")
+    layer: str | None = shared_option("layer")
     cores: int = option(
         0, minimum=0, maximum=MAX_CORES, galaxy=False, nextflow=False, label="CPU threads",
         help="CPU threads for training (0: all; never more than the CPUs this process may use).",

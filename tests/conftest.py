@@ -73,7 +73,7 @@ def pbmc68k_model(pbmc68k) -> Model:
 @pytest.fixture(scope="session")
 def pbmc68k_model_dir(pbmc68k_model, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("model")
-    pbmc68k_model.save(directory)
+    pbmc68k_model.write_directory(directory)
     for path in directory.iterdir():
         path.chmod(0o444)
     return directory

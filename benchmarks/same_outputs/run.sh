@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$OUT"
 "$REPO/.venv/bin/python" - "$REPO" <<'PY'
 import sys, h5py, numpy as np, pandas as pd
-h = h5py.File(sys.argv[1] + "/data/pbmc3k_genes10.loom")
+h = h5py.File(sys.argv[1] + "/deepimpute_tool/data/pbmc3k_genes10.loom")
 m = h["matrix"][:2500, :2000]; genes = [g.decode() for g in h["row_attrs/Gene"][:2500]]; cells=[c.decode() for c in h["col_attrs/CellID"][:2000]]
 pd.DataFrame(m, index=genes, columns=cells).to_csv("counts.csv")
 PY

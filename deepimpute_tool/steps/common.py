@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepimpute_tool.errors import DeepImputeError, InputError
-from deepimpute_tool.h5ad import H5adWriter
+from deepimpute_tool.h5ad import H5adWriter, KeptSlots
 from deepimpute_tool.loom import MAIN, LoomReader, LoomWriter
 from deepimpute_tool.model_loading import is_model_directory
-from deepimpute_tool.outputs import DIRECTORY, FILE, Output
+from deepimpute_tool.outputs import DIRECTORY, FILE, Output, atomic_directory, atomic_file, check_outputs
 
 MODEL_WHAT = "a model written by 'deepimpute train' (nor an empty folder)"
 
@@ -35,11 +35,18 @@ def about(path: str | os.PathLike, *, memory_hint: str = "") -> Iterator[None]:
         raise InputError(path, f"needs more memory than this machine has available{memory_hint}") from None
 
 
-def writer_for(path: str | os.PathLike, temporary: Path, *, n_cells: int, **layout):
-    """The writer of ``path``'s format for a file at ``temporary``: AnnData for .h5ad, else Loom."""
-    if Path(path).name.endswith(".h5ad"):
-        return H5adWriter.create(temporary, n_cells=n_cells, **layout)
+def writer_for(
+    path: str | os.PathLike, temporary: Path, *, n_cells: int, keep: KeptSlots | None = None, **layout
+):
+    """The writer of ``path``'s format for a file at ``temporary``: AnnData for .h5ad (keeping
+    ``keep`` of an h5ad input), else Loom."""
+    if is_h5ad_name(path):
+        return H5adWriter.create(temporary, n_cells=n_cells, keep=keep, **layout)
     return LoomWriter.create(temporary, **layout)
+
+
+def is_h5ad_name(path: str | os.PathLike) -> bool:
+    return Path(path).name.endswith(".h5ad")
 
 
 def model_output(path: str | os.PathLike) -> Output:
@@ -48,6 +55,18 @@ def model_output(path: str | os.PathLike) -> Output:
     if path.name.endswith(".zip"):
         return Output(path, FILE)
     return Output(path, DIRECTORY, replaceable=is_model_directory, what=MODEL_WHAT)
+
+
+def write_model(model, path: str | os.PathLike, *, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Write ``model`` to ``path`` (:func:`model_output` says as what), never over an input."""
+    output = model_output(path)
+    check_outputs([output], inputs=list(inputs))
+    if output.kind == FILE:
+        with atomic_file(path) as temporary:
+            model.write_zip(temporary)
+    else:
+        with atomic_directory(path) as temporary:
+            model.write_directory(temporary)
 
 
 def refuse_layers(path: str | os.PathLike, present: list[str], layers: tuple[str, ...], *, done: str) -> None:

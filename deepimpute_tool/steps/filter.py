@@ -20,7 +20,11 @@ def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progre
     """Read any supported input, drop poor cells and rare genes, write Loom (a Loom input streams)."""
     check_outputs([Output(Path(out_path))], inputs=[in_path])
     file_attrs = provenance("filter", {**asdict(params), "input": str(in_path)})
-    with about(in_path), memory_guard(), open_input(in_path, orientation=params.orientation) as source:
+    with (
+        about(in_path),
+        memory_guard(),
+        open_input(in_path, orientation=params.orientation, layer=params.layer) as source,
+    ):
         require_cells_and_genes(source, in_path)
         progress.message(f"reading {source.n_genes} genes x {source.n_cells} cells from {in_path}")
         if isinstance(source, LoomReader):

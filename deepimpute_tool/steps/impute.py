@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
+from deepimpute_tool.dataset_reader import DatasetReader
 from deepimpute_tool.errors import InputError, ModelError
+from deepimpute_tool.formats import open_input
+from deepimpute_tool.h5ad import COUNTS_LAYER, RAW_X, KeptSlots, counts_location, is_h5ad
+from deepimpute_tool.hdf5 import open_hdf5
 from deepimpute_tool.imputation import (
     ImputeParameters,
     ImputeSummary,
@@ -35,13 +41,19 @@ from deepimpute_tool.loom import (
 from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about, refuse_layers, writer_for
+from deepimpute_tool.steps.common import about, is_h5ad_name, refuse_layers, writer_for
 
 
 def impute_file(
     in_path, model_path, out_path, *, params: ImputeParameters, progress: Progress
 ) -> ImputeSummary:
-    """Impute a Loom with a saved model into a new Loom (or h5ad), a block of cells at a time."""
+    """Impute a Loom (or h5ad) with a saved model into a new Loom (or h5ad), a block of cells at a time.
+
+    An h5ad output of an h5ad input keeps every slot of the input that it does not replace
+    (:class:`KeptSlots`): obs and var as stored (categoricals included), obsm, varm, obsp, varp,
+    uns, raw and the other layers; X becomes the imputed counts, ``layers["counts"]`` the counts
+    read.
+    """
     check_outputs([Output(Path(out_path))], inputs=[in_path, model_path])
     model = load_model(model_path)
     with about(model_path):
@@ -53,7 +65,13 @@ def impute_file(
         + f"; ⟨fill⟩ {params.fill}, ⟨policy⟩ {params.policy}"
     )
     zeros_filled = observed_changed = 0
-    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+    with (
+        about(in_path),
+        memory_guard(),
+        open_input(in_path, layer=params.layer) as source,
+        _kept_slots(in_path, out_path, layer=params.layer) as keep,
+    ):
+        reader = source if isinstance(source, LoomReader) else DatasetReader(source)
         require_cells_and_genes(reader, in_path)
         problem = missing_model_genes(model, reader.genes)
         if problem:
@@ -66,7 +84,8 @@ def impute_file(
         counts_dtype = reader.count_dtype()
         others = reader.layer_names
         layout = reader.layout()
-        layout["gene_attrs"][IMPUTED_GENE_ATTR] = np.fromiter((g in targets for g in reader.genes), np.uint8)
+        # bool: Loom stores it as 0/1 (uint8), h5ad as bool
+        layout["gene_attrs"][IMPUTED_GENE_ATTR] = np.fromiter((g in targets for g in reader.genes), bool)
         layout["layer_dtypes"].update({MAIN: counts_dtype, RAW_LAYER: counts_dtype})
         if params.detected_layer:
             layout["layer_dtypes"][DETECTED_FILL_LAYER] = counts_dtype
@@ -98,7 +117,7 @@ def impute_file(
         progress.start()
         with (
             atomic_file(out_path) as temporary,
-            writer_for(out_path, temporary, n_cells=reader.n_cells, **layout) as writer,
+            writer_for(out_path, temporary, n_cells=reader.n_cells, keep=keep, **layout) as writer,
         ):
             for block in reader.blocks(layers=(MAIN, *others), chunk_cells=params.chunk_cells, attrs=True):
                 counts = block.matrices[MAIN].astype(counts_dtype, copy=False)
@@ -138,3 +157,25 @@ def impute_file(
         f"{summary.zeros_filled} zeros filled; {summary.observed_changed} observed counts changed"
     )
     return summary
+
+
+@contextlib.contextmanager
+def _kept_slots(in_path, out_path, *, layer: str | None) -> Iterator[KeptSlots | None]:
+    """What an h5ad output keeps of an h5ad input (None for any other pair of formats)."""
+    if not is_h5ad_name(out_path) or Path(in_path).is_dir():
+        yield None
+        return
+    with open_hdf5(in_path) as handle:
+        if not is_h5ad(handle):
+            yield None
+            return
+        if layer != COUNTS_LAYER and f"layers/{COUNTS_LAYER}" in handle:
+            read = "X" if layer is None else ("raw.X" if layer == RAW_X else f"layer '{layer}'")
+            raise InputError(
+                in_path,
+                f"has a layer '{COUNTS_LAYER}' besides the counts read ({read}), and the output's layer "
+                f"'{COUNTS_LAYER}' holds the counts read: give ⟨layer⟩ {COUNTS_LAYER} if it holds the raw "
+                "counts, or rename it",
+            )
+        _, var = counts_location(handle, Path(in_path), layer)
+        yield KeptSlots(handle, var=var, gene_columns=(IMPUTED_GENE_ATTR,))

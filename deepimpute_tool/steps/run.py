@@ -8,6 +8,7 @@ outputs before reading anything.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import shutil
@@ -80,6 +81,8 @@ def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskPar
     scores with ``masking``, else None.
     """
     out_dir = Path(out_dir)
+    # ⟨layer⟩ chooses the counts of the input; every later step reads the Loom filter wrote
+    training, imputing = (dataclasses.replace(params, layer=None) for params in (training, imputing))
     files = {key: out_dir / name for key, name in RUN_FILES.items()}
     evaluate = masking is not None
     imputed = [files["imputed_h5ad"]] if output_format == "h5ad" else []

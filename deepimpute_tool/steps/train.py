@@ -5,9 +5,9 @@ from __future__ import annotations
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.outputs import FILE, atomic_directory, atomic_file, check_outputs
+from deepimpute_tool.outputs import check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about, model_output
+from deepimpute_tool.steps.common import about, model_output, write_model
 from deepimpute_tool.training import TrainingParameters, choose_training_cells, train
 
 
@@ -21,7 +21,7 @@ def train_file(in_path, model_path, *, params: TrainingParameters, progress: Pro
     check_outputs([output], inputs=[in_path])
     hint = "; try ⟨cell_fraction⟩, ⟨max_cells⟩ or ⟨max_genes⟩"
     with about(in_path, memory_hint=hint):
-        with memory_guard(), open_input(in_path) as source:
+        with memory_guard(), open_input(in_path, layer=params.layer) as source:
             require_cells_and_genes(source, in_path)
             check_unique(source.genes, path=in_path, what="gene names")
             cells = choose_training_cells(n_cells=source.n_cells, n_genes=source.n_genes, params=params)
@@ -42,10 +42,5 @@ def train_file(in_path, model_path, *, params: TrainingParameters, progress: Pro
         model = train(
             dataset.counts, dataset.genes, params=params, cells=cells, log=progress.message, on_epoch=on_epoch
         )
-    if output.kind == FILE:
-        with atomic_file(model_path) as temporary:
-            model.save_zip(temporary)
-    else:
-        with atomic_directory(model_path) as temporary:
-            model.save(temporary)
+    write_model(model, model_path, inputs=(in_path,))
     progress.message(f"model written to {model_path}")

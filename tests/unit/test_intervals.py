@@ -27,7 +27,7 @@ def calibrated(pbmc68k):
 @pytest.fixture(scope="module")
 def calibrated_dir(calibrated, tmp_path_factory):
     directory = tmp_path_factory.mktemp("calibrated")
-    calibrated.save(directory)
+    calibrated.write_directory(directory)
     return directory
 
 
@@ -130,7 +130,7 @@ def test_intervals_need_a_calibrated_model_and_exclude_dropout_samples(pbmc68k_m
 
 
 def test_a_model_without_calibration_still_saves_and_loads(calibrated, tmp_path):
-    dataclasses.replace(calibrated, calibration=None).save(tmp_path)
+    dataclasses.replace(calibrated, calibration=None).write_directory(tmp_path)
     assert load_model(tmp_path).calibration is None
 
 

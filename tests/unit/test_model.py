@@ -17,6 +17,8 @@ from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.training import TrainingParameters, train
 from tests.helpers import PBMC68K, QUICK, REPO, dense
 
+FLOAT32_ROUNDING = 1e-5  # relative: a few units in the last place of float32
+
 
 def test_round_trip_predicts_identically(pbmc68k, pbmc68k_model, pbmc68k_model_dir):
     loaded = load_model(pbmc68k_model_dir)
@@ -104,7 +106,7 @@ def test_pickled_arrays_are_never_loaded(pbmc68k_model_dir, tmp_path):
 
 
 def test_a_zipped_model_loads_and_predicts_identically(pbmc68k, pbmc68k_model, tmp_path):
-    pbmc68k_model.save_zip(tmp_path / "model.zip")
+    pbmc68k_model.write_zip(tmp_path / "model.zip")
     loaded = load_model(tmp_path / "model.zip")
     counts = dense(pbmc68k.counts)
     np.testing.assert_array_equal(
@@ -153,7 +155,7 @@ def test_an_ensemble_averages_log_predictions_and_survives_saving(pbmc68k, tmp_p
     np.testing.assert_allclose(predicted.detected, np.expm1(logs / 2), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predicted.probability, probabilities / 2, rtol=1e-5, atol=1e-6)
 
-    model.save(tmp_path)
+    model.write_directory(tmp_path)
     assert json.loads((tmp_path / "model.json").read_text())["format_version"] == MODEL_FORMAT_VERSION
     loaded = load_model(tmp_path).predict(counts, pbmc68k.genes, detection=True)
     np.testing.assert_array_equal(loaded.detected, predicted.detected)
@@ -167,9 +169,10 @@ def test_a_format_1_model_still_imputes(pbmc_small):
         assert json.loads(opened.read("model.json"))["format_version"] == 1
     model = load_model(archive)
     predicted = model.predict_counts(dense(pbmc_small.counts), pbmc_small.genes)
-    # what version 0.1.0's own code (commit 712c25d) predicted with this model, saved beside it
+    # what version 0.1.0's own code (commit 712c25d) predicted with this model, saved beside it;
+    # float32 products round differently from one numpy (and BLAS) release to another
     with np.load(archive.with_name("pbmc_small.model.format1.predictions.npz")) as stored:
-        np.testing.assert_array_equal(predicted, stored["predicted"])
+        np.testing.assert_allclose(predicted, stored["predicted"], rtol=FLOAT32_ROUNDING)
 
 
 def test_a_format_2_model_still_imputes_as_it_did(pbmc_small):
@@ -185,10 +188,14 @@ def test_a_format_2_model_still_imputes_as_it_did(pbmc_small):
     counts = dense(pbmc_small.counts)
     # saved by the code of commit 9b1c375, the last before the detection head
     with np.load(REPO / "tests" / "data" / "pbmc_small.model.format2.predictions.npz") as stored:
-        np.testing.assert_array_equal(model.predict_counts(counts, pbmc_small.genes), stored["predicted"])
+        np.testing.assert_allclose(
+            model.predict_counts(counts, pbmc_small.genes), stored["predicted"], rtol=FLOAT32_ROUNDING
+        )
         params = for_model(ImputeParameters(), model)
         imputed = impute_block(counts, pbmc_small.genes, model, params=params)
-        np.testing.assert_array_equal(imputed.counts, stored["imputed"])
+        np.testing.assert_allclose(imputed.counts, stored["imputed"], rtol=FLOAT32_ROUNDING)
+        observed = counts > 0
+        np.testing.assert_array_equal(imputed.counts[observed], counts[observed])
     assert imputed.detected_fill is None and imputed.detection is None
 
 
@@ -234,16 +241,22 @@ def test_a_damaged_or_forged_detection_head_is_refused(pbmc68k_model_dir, tmp_pa
 
 
 def test_a_detection_head_that_overflows_is_refused_not_written(pbmc68k_model_dir, tmp_path):
-    """Finite weights of mixed sign near float32's limit make inf - inf = NaN in the product."""
+    """Finite weights of mixed sign near float32's limit make inf - inf = NaN in the product.
+
+    One cell at a time: OpenBLAS 0.3.31's float32 matrix product saturates such sums to +-inf
+    for many rows at once (a finite probability after the sigmoid), its vector product does not."""
     from deepimpute_tool.imputation import ImputeParameters
     from deepimpute_tool.progress import Progress
     from deepimpute_tool.steps.impute import impute_file
 
     with np.load(pbmc68k_model_dir / "weights.npz") as arrays:
         shape = arrays["subnet0000/W3"].shape
-    forged = np.where(np.arange(np.prod(shape)).reshape(shape) % 2, 3e38, -3e38).astype(np.float32)
+    # signs alternate down every column (a checkerboard), whatever the number of targets
+    forged = np.where(np.indices(shape).sum(axis=0) % 2, 3e38, -3e38).astype(np.float32)
     model = _rewritten(pbmc68k_model_dir, tmp_path / "model", weights={"subnet0000/W3": forged})
     out = tmp_path / "imputed.loom"
     with pytest.raises(ModelError, match="not numbers") as refused:
-        impute_file(PBMC68K, model, out, params=ImputeParameters(), progress=Progress(quiet=True))
+        impute_file(
+            PBMC68K, model, out, params=ImputeParameters(chunk_cells=1), progress=Progress(quiet=True)
+        )
     assert refused.value.what == str(model) and sorted(tmp_path.iterdir()) == [tmp_path / "model"]

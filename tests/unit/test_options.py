@@ -137,7 +137,7 @@ def test_two_declarations_of_one_name_that_differ_are_refused():
 def test_no_module_below_the_edges_spells_an_option_as_a_flag():
     """Flags are the command line's spelling: compute modules name options with their marks."""
     flags = {item.flag for cls in PARAMETER_CLASSES for item in declared(cls)}
-    edges = {"cli.py", "surfaces.py", "options.py", "errors.py"}  # the surfaces and their spellings
+    edges = {"cli.py", "pp.py", "surfaces.py", "options.py", "errors.py"}  # the surfaces and their spellings
     found = []
     for path in sorted((REPO / "deepimpute_tool").rglob("*.py")):
         if path.name in edges:

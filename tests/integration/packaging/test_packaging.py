@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -37,6 +39,7 @@ def test_the_wheel_carries_the_package_its_licence_and_complete_metadata(distrib
         )
         entry_points = archive.read(f"deepimpute_tool-{__version__}.dist-info/entry_points.txt").decode()
     assert "deepimpute_tool/cli.py" in names and not any(name.startswith("tests/") for name in names)
+    assert "deepimpute_tool/data/pbmc3k_genes10.loom" in names  # deepimpute_tool.datasets.pbmc3k
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert metadata["Version"] == __version__ and metadata["License-Expression"] == "MIT"
     assert any(url.startswith("Source, https://") for url in metadata.get_all("Project-URL"))
@@ -77,3 +80,35 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_runs(distributions, tmp_
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.loom").is_file()
+
+
+def test_the_tutorial_runs_as_a_new_user_would_run_it(distributions, tmp_path):
+    """pip install the wheel and scanpy into a fresh virtualenv, then every code block of
+    docs/tutorial.md, in order, in a fresh Python outside the checkout."""
+    environment = tmp_path / "venv"
+    venv.create(environment, with_pip=True)
+    python = environment / "bin" / "python"
+    wheel = next(distributions.glob("*.whl"))
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel), "scanpy"], capture_output=True, text=True
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    tutorial = (REPO / "docs" / "tutorial.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", tutorial, re.S)
+    assert len(blocks) >= 4
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "tutorial.py").write_text("\n\n".join(blocks))
+    result = subprocess.run(
+        [str(python), "tutorial.py"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    imputed = re.search(r"^(\d+) genes imputed$", result.stdout, re.M)
+    assert imputed and 0 < int(imputed[1]) <= 11139
+    assert re.search(r"^\d+ clusters of the raw counts, \d+ of the imputed$", result.stdout, re.M)
+    assert (work / "tutorial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert zipfile.is_zipfile(work / "pbmc3k-model.zip")

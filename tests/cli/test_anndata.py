@@ -1,0 +1,116 @@
+"""AnnData through the executables: counts read from the layer named, every other slot kept."""
+
+from __future__ import annotations
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from deepimpute_tool.loom import read_loom
+from tests.helpers import PBMC_SMALL, TINY_TRAINING, dense, run
+from tests.unit.test_api import anndata_of, same_slot
+
+KEPT = ("obs", "obsm", "varm", "obsp", "varp")
+
+
+@pytest.fixture(scope="module")
+def scanpy_h5ad(tmp_path_factory):
+    """pbmc_small as scanpy users hold it: log-normalised X, counts in a layer, every slot filled."""
+    path = tmp_path_factory.mktemp("h5ad") / "pbmc_small.h5ad"
+    anndata_of(read_loom(PBMC_SMALL)).write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_of_counts(scanpy_h5ad, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "model.zip"
+    run("deepimpute-train", scanpy_h5ad, model, "--layer", "counts", *TINY_TRAINING)
+    return model
+
+
+def test_impute_h5ad_to_h5ad_keeps_every_slot_it_does_not_replace(scanpy_h5ad, model_of_counts, tmp_path):
+    out = tmp_path / "imputed.h5ad"
+    run("deepimpute-impute", scanpy_h5ad, model_of_counts, out, "--layer", "counts")
+    before, after = anndata.read_h5ad(scanpy_h5ad), anndata.read_h5ad(out)
+    for slot in KEPT:
+        assert same_slot(getattr(before, slot), getattr(after, slot)), slot
+    assert isinstance(after.obs["cell_type"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(after.var.drop(columns="deepimpute_imputed"), before.var)
+    assert after.var["deepimpute_imputed"].dtype == bool and after.var["deepimpute_imputed"].all()
+    assert same_slot(before.raw.X, after.raw.X)
+    assert same_slot(before.layers["other"], after.layers["other"])
+    assert same_slot(before.uns["leiden"], after.uns["leiden"]) and "deepimpute_impute" in after.uns
+    # X: the imputed counts; layers["counts"]: the counts read, exactly
+    counts = dense(before.layers["counts"])
+    assert np.array_equal(dense(after.layers["counts"]), counts)
+    observed = counts > 0
+    assert np.array_equal(after.X[observed], counts[observed]) and (after.X[~observed] > 0).all()
+    # the same values as imputing the Loom of the same counts
+    loom_out = tmp_path / "imputed.loom"
+    run("deepimpute-impute", PBMC_SMALL, model_of_counts, loom_out)
+    with h5py.File(loom_out, "r") as loom:
+        assert np.array_equal(after.X, loom["matrix"][:].T)
+
+
+def test_counts_from_raw_keep_only_what_is_per_cell(scanpy_h5ad, model_of_counts, tmp_path):
+    """raw.X may have other genes than X: the output's var is raw's, and per-gene slots of X's genes go."""
+    source, out = tmp_path / "in.h5ad", tmp_path / "imputed.h5ad"
+    source.write_bytes(scanpy_h5ad.read_bytes())
+    with h5py.File(source, "a") as handle:
+        del handle["layers/counts"]
+    run("deepimpute-impute", source, model_of_counts, out, "--layer", "raw")
+    before, after = anndata.read_h5ad(source), anndata.read_h5ad(out)
+    for slot in ("obs", "obsm", "obsp"):
+        assert same_slot(getattr(before, slot), getattr(after, slot)), slot
+    assert np.array_equal(dense(after.layers["counts"]), dense(before.raw.X))
+    assert set(after.layers) == {"counts", "detected_fill"} and not after.varm and not after.varp
+    assert list(after.var.columns) == ["deepimpute_imputed"]
+
+
+def test_train_and_filter_read_the_layer_named(scanpy_h5ad, tmp_path):
+    filtered = tmp_path / "filtered.loom"
+    result = run("deepimpute-filter", scanpy_h5ad, filtered, "--layer", "counts", "--min-genes", 0)
+    assert "reading 230 genes x 80 cells" in result.stderr
+    pbmc = read_loom(PBMC_SMALL)
+    kept = read_loom(filtered)
+    columns = [list(pbmc.genes).index(g) for g in kept.genes]
+    assert np.array_equal(dense(kept.counts), dense(pbmc.counts)[:, columns])
+    from_raw = tmp_path / "raw.loom"
+    run("deepimpute-filter", scanpy_h5ad, from_raw, "--layer", "raw", "--min-genes", 0)
+    assert np.array_equal(dense(read_loom(from_raw).counts), dense(kept.counts))
+
+
+def test_run_reads_the_layer_and_writes_h5ad(scanpy_h5ad, tmp_path):
+    out = tmp_path / "out"
+    run("deepimpute-run", scanpy_h5ad, out, "--layer", "counts", "--output-format", "h5ad", "--min-genes", 0,
+        *TINY_TRAINING)  # fmt: skip
+    imputed = anndata.read_h5ad(out / "imputed.h5ad")
+    assert imputed.n_obs == 80 and sp.issparse(imputed.layers["counts"])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--layer", "nope"], "has no layer 'nope' (--layer); its layers: counts, other"),
+        ([], "the matrix holds non-integer values"),
+    ],
+)
+def test_a_layer_that_is_not_there_or_not_counts_is_one_line(scanpy_h5ad, tmp_path, arguments, message):
+    result = run("deepimpute-train", scanpy_h5ad, tmp_path / "model.zip", *arguments, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: {scanpy_h5ad}: ") and message in result.stderr
+    assert "--layer counts, or --layer raw for .raw.X" in result.stderr or arguments
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layer_of_a_loom_is_refused(model_of_counts, tmp_path):
+    result = run(
+        "deepimpute-impute", PBMC_SMALL, model_of_counts, tmp_path / "x.loom", "--layer", "raw", check=False
+    )
+    assert result.returncode == 2 and not (tmp_path / "x.loom").exists()
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {PBMC_SMALL}: is not an h5ad: --layer raw chooses the counts of an h5ad input only"
+    )
