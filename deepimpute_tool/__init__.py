@@ -11,18 +11,19 @@ For scanpy users::
     model = di.train(adata)                  # or train once, impute many
     model.save("model.zip")
     di.load_model("model.zip").impute(other)
+    di.pl.loss_curves(model).savefig("loss.png")
 
 The names below are imported when first used, so that the command line starts quickly.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Model", "datasets", "load_model", "pp", "train"]
+__all__ = ["Model", "datasets", "load_model", "pl", "pp", "train"]
 
 
 def __getattr__(name: str):
     import importlib
 
-    if name in ("pp", "datasets"):
+    if name in ("pp", "pl", "datasets"):
         return importlib.import_module(f"deepimpute_tool.{name}")
     if name == "Model":
         return importlib.import_module("deepimpute_tool.model").Model

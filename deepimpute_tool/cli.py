@@ -93,8 +93,13 @@ def cli():
 @click.argument("input_path", metavar="IN", type=_path())
 @click.argument("output", metavar="OUT.loom", type=_path())
 @click_options(FilterParameters)
+@click.option(
+    "--qc-plot",
+    type=_path(),
+    help="Also draw what the thresholds cut, as a PNG: genes and counts per cell, cells per gene.",
+)
 @quiet_option
-def filter_command(input_path, output, quiet, **options):
+def filter_command(input_path, output, qc_plot, quiet, **options):
     """Quality control, and the entry point for your data.
 
     IN is a Loom, an .h5ad, a 10x folder (matrix.mtx[.gz], features.tsv[.gz] or
@@ -102,7 +107,8 @@ def filter_command(input_path, output, quiet, **options):
     the first row and column. It must hold raw counts. OUT is a Loom of the cells and genes
     that pass; repeated gene names are made unique.
     """
-    filter_file(input_path, output, params=from_options(FilterParameters, options), progress=_progress(quiet))
+    params = from_options(FilterParameters, options)
+    filter_file(input_path, output, params=params, progress=_progress(quiet), qc_plot=qc_plot)
 
 
 @cli.command("mask")
@@ -125,8 +131,13 @@ def mask_command(input_path, output, quiet, **options):
 @click.argument("input_path", metavar="IN.loom", type=_path())
 @click.argument("model", metavar="MODEL", type=_path())
 @click_options(TrainingParameters)
+@click.option(
+    "--loss-plot",
+    type=_path(),
+    help="Also draw the loss curves as a PNG: per epoch, and per sub-network with the epoch it kept.",
+)
 @quiet_option
-def train_command(input_path, model, quiet, **options):
+def train_command(input_path, model, loss_plot, quiet, **options):
     """Train a DeepImpute model on raw counts; write it to the folder MODEL (a zip file if MODEL ends in .zip).
 
     MODEL holds everything needed to impute later, in another process, any Loom that
@@ -134,7 +145,8 @@ def train_command(input_path, model, quiet, **options):
     history and versions. Loading it executes nothing from it. An existing MODEL is replaced
     only if it is a model (or an empty folder).
     """
-    train_file(input_path, model, params=from_options(TrainingParameters, options), progress=_progress(quiet))
+    params = from_options(TrainingParameters, options)
+    train_file(input_path, model, params=params, progress=_progress(quiet), loss_plot=loss_plot)
 
 
 @cli.command("impute")

@@ -51,6 +51,9 @@ class FilterResult:
     cells_few_genes: int
     cells_few_counts: int
     genes_few_cells: int
+    genes_per_cell: np.ndarray  # of every cell, for the QC figures
+    counts_per_cell: np.ndarray
+    cells_per_gene: np.ndarray  # in the kept cells
 
     def summary(self) -> str:
         return (
@@ -88,7 +91,7 @@ def quality_filter_blocks(
     min_cells
         Keep genes detected in at least this many of the kept cells.
     """
-    keep_parts, few_genes_parts, few_counts_parts = [], [], []
+    keep_parts, few_genes_parts, few_counts_parts, genes_parts, counts_parts = [], [], [], [], []
     cells_per_gene = np.zeros(n_genes, np.int64)
     for block in blocks:
         detected = sp.csr_matrix(block > 0) if sp.issparse(block) else block > 0
@@ -99,6 +102,8 @@ def quality_filter_blocks(
         keep = ~(few_genes | few_counts)
         cells_per_gene += np.asarray(detected[keep].sum(axis=0)).ravel().astype(np.int64)
         keep_parts.append(keep)
+        genes_parts.append(genes_per_cell)
+        counts_parts.append(counts_per_cell)
         few_genes_parts.append(few_genes)
         few_counts_parts.append(few_counts & ~few_genes)
     keep_genes = cells_per_gene >= min_cells
@@ -108,4 +113,7 @@ def quality_filter_blocks(
         cells_few_genes=int(sum(part.sum() for part in few_genes_parts)),
         cells_few_counts=int(sum(part.sum() for part in few_counts_parts)),
         genes_few_cells=int((~keep_genes).sum()),
+        genes_per_cell=np.concatenate(genes_parts) if genes_parts else np.zeros(0),
+        counts_per_cell=np.concatenate(counts_parts) if counts_parts else np.zeros(0),
+        cells_per_gene=cells_per_gene,
     )

@@ -124,7 +124,8 @@ def fit_subnetworks(
         del initial
         stopping = EarlyStopping(layout.n_nets)
         last_train_loss = np.zeros(layout.n_nets)
-        history: dict = {"train_loss": [], "validation_loss": []}
+        # per sub-network and epoch, for the loss curves (None once it left the computation)
+        history: dict = {"train_loss": [], "validation_loss": [], "subnetwork_validation_loss": []}
         phase, phase_epochs, epoch = 0, [], 0
         started = time.perf_counter()
         for epoch in range(1, max_epochs + 1):
@@ -135,6 +136,10 @@ def fit_subnetworks(
             networks.keep_best(tf.constant(stopping.update(nets, losses, epoch)))
             history["train_loss"].append(float(last_train_loss.sum()))
             history["validation_loss"].append(stopping.reported_loss(nets, losses))
+            per_net: list[float | None] = [None] * layout.n_nets
+            for net, loss in zip(nets.tolist(), losses.tolist()):
+                per_net[net] = float(f"{loss:.5g}")
+            history["subnetwork_validation_loss"].append(per_net)
             improving = stopping.improving(phases[phase].patience)
             if on_epoch is not None:
                 on_epoch(

@@ -1,4 +1,5 @@
-"""Figures of a score: imputed against true values at the masked entries, MSE distributions."""
+"""Figures: of a score (imputed against true values at the masked entries, MSE distributions), of
+training (the loss curves) and of quality control (the distributions the thresholds cut)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepimpute_tool.filtering import FilterResult
 from deepimpute_tool.outputs import atomic_file
 from deepimpute_tool.scoring import MaskedEntries
 
@@ -15,6 +17,89 @@ def _save(figure, path: Path) -> Path:
     with atomic_file(path) as temporary:
         figure.savefig(temporary, dpi=120, format="png")
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_figure(training: dict):
+    """A model's loss curves (``Model.training``): the summed training and validation losses per
+    epoch, with the end of the coarse phase; and each sub-network's validation loss relative to
+    its first epoch, with the epoch whose weights it kept."""
+    plt = _pyplot()
+    figure, (total, each) = plt.subplots(1, 2, figsize=(11, 4.2))
+    epochs = np.arange(1, len(training["train_loss"]) + 1)
+    total.plot(epochs, training["train_loss"], color="#4477aa", label="training")
+    total.plot(epochs, training["validation_loss"], color="#ee6677", label="validation")
+    for number, end in enumerate(training.get("phase_epochs", [])[:-1]):
+        total.axvline(
+            end + 0.5, color="grey", linestyle=":", label="end of the coarse phase" if not number else None
+        )
+    total.set(yscale="log", xlabel="epoch", ylabel="loss, summed over sub-networks", title="Loss per epoch")
+    total.legend()
+    per_net = training.get("subnetwork_validation_loss")
+    if per_net:
+        values = np.array([[np.nan if v is None else v for v in row] for row in per_net], dtype=float)
+        relative = values / values[0]
+        each.plot(
+            epochs,
+            relative,
+            color="#4477aa",
+            alpha=float(np.clip(3 / values.shape[1], 0.15, 0.8)),
+            linewidth=0.8,
+        )
+        best = np.clip(np.asarray(training["best_epoch"], dtype=int), 1, epochs.size)
+        nets = np.arange(values.shape[1])
+        each.scatter(
+            best, relative[best - 1, nets], color="#cc3311", s=14, zorder=3, label="best epoch (kept)"
+        )
+        each.set(xlabel="epoch", ylabel="validation loss / first epoch's")
+        each.set_title(f"Each of the {nets.size} sub-networks")
+        each.legend()
+    else:
+        each.axis("off")
+        each.text(0.5, 0.5, "no loss per sub-network recorded\n(a model of an earlier version)", ha="center")
+    figure.tight_layout()
+    return figure
+
+
+def qc_figure(result: FilterResult, *, min_genes: int, min_counts: int, min_cells: int):
+    """What quality control measured, with its thresholds: genes and counts per cell, and the cells
+    each gene is detected in (among the kept cells)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = (
+        (result.genes_per_cell, min_genes, "genes detected per cell", "cells"),
+        (result.counts_per_cell, min_counts, "counts per cell", "cells"),
+        (result.cells_per_gene, min_cells, "kept cells in which a gene is detected", "genes"),
+    )
+    for axis, (values, threshold, what, counted) in zip(axes, panels):
+        values = np.asarray(values, dtype=float)
+        top = max(float(values.max()) if values.size else 1.0, threshold, 1.0)
+        bins = np.unique(np.logspace(0, np.log10(top + 1), 60).round()) - 1
+        axis.hist(values, bins=np.append(bins, top + 1), color="#4477aa")
+        axis.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:g}")
+        axis.set(xscale="symlog", xlabel=what, ylabel=counted)
+        axis.set_xlim(left=0)
+        axis.set_title(f"{int((values >= threshold).sum())} of {values.size} {counted} at or above")
+        axis.legend()
+    figure.suptitle(result.summary(), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def draw_figure(figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` as a PNG at ``path`` (atomically) and close it."""
+    try:
+        return _save(figure, Path(path))
+    finally:
+        _pyplot().close(figure)
 
 
 def draw_plots(metrics: dict, entries: MaskedEntries, directory: str | os.PathLike) -> list[Path]:

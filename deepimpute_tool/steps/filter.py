@@ -16,9 +16,10 @@ from deepimpute_tool.progress import Progress
 from deepimpute_tool.steps.common import about
 
 
-def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progress) -> None:
-    """Read any supported input, drop poor cells and rare genes, write Loom (a Loom input streams)."""
-    check_outputs([Output(Path(out_path))], inputs=[in_path])
+def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progress, qc_plot=None) -> None:
+    """Read any supported input, drop poor cells and rare genes, write Loom (a Loom input streams);
+    with ``qc_plot``, a PNG of what the thresholds cut."""
+    check_outputs([Output(Path(out_path)), *([Output(Path(qc_plot))] if qc_plot else [])], inputs=[in_path])
     file_attrs = provenance("filter", {**asdict(params), "input": str(in_path)})
     with (
         about(in_path),
@@ -28,14 +29,24 @@ def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progre
         require_cells_and_genes(source, in_path)
         progress.message(f"reading {source.n_genes} genes x {source.n_cells} cells from {in_path}")
         if isinstance(source, LoomReader):
-            _filter_loom(source, out_path, params=params, file_attrs=file_attrs, progress=progress)
+            result = _filter_loom(source, out_path, params=params, file_attrs=file_attrs, progress=progress)
         else:
-            _filter_dataset(source, out_path, params=params, file_attrs=file_attrs, progress=progress)
+            result = _filter_dataset(
+                source, out_path, params=params, file_attrs=file_attrs, progress=progress
+            )
+    if qc_plot:
+        from deepimpute_tool.plots import draw_figure, qc_figure
+
+        figure = qc_figure(
+            result, min_genes=params.min_genes, min_counts=params.min_counts, min_cells=params.min_cells
+        )
+        draw_figure(figure, qc_plot)
+        progress.message(f"quality control drawn in {qc_plot}")
 
 
 def _filter_dataset(
     dataset: Dataset, out_path, *, params: FilterParameters, file_attrs: dict, progress: Progress
-) -> None:
+) -> FilterResult:
     dataset.genes = _unique_genes(dataset.genes, progress)
     result = _filtered([dataset.counts], n_genes=dataset.n_genes, params=params, progress=progress)
     with atomic_file(out_path) as temporary:
@@ -44,11 +55,12 @@ def _filter_dataset(
             dataset.subset(cells=result.keep_cells, genes=result.keep_genes),
             file_attrs=file_attrs,
         )
+    return result
 
 
 def _filter_loom(
     reader: LoomReader, out_path, *, params: FilterParameters, file_attrs: dict, progress: Progress
-) -> None:
+) -> FilterResult:
     """Two passes over blocks of cells: which cells and genes pass, then those written."""
     blocks = (block.matrices[MAIN] for block in reader.blocks())
     result = _filtered(blocks, n_genes=reader.n_genes, params=params, progress=progress)
@@ -65,6 +77,7 @@ def _filter_loom(
                 attrs = {name: values[cells] for name, values in block.cell_attrs.items()}
                 writer.append(CellBlock(block.cells, matrices, attrs))
         writer.set_file_attrs({**reader.file_attrs(), **file_attrs})
+    return result
 
 
 def _unique_genes(genes, progress: Progress):

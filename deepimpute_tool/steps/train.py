@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.outputs import check_outputs
+from deepimpute_tool.outputs import Output, check_outputs
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.steps.common import about, model_output, write_model
 from deepimpute_tool.training import TrainingParameters, choose_training_cells, train
 
 
-def train_file(in_path, model_path, *, params: TrainingParameters, progress: Progress) -> None:
-    """Train on a Loom (or any supported input) and write the model directory or zip.
+def train_file(
+    in_path, model_path, *, params: TrainingParameters, progress: Progress, loss_plot=None
+) -> None:
+    """Train on a Loom (or any supported input) and write the model directory or zip, and with
+    ``loss_plot`` a PNG of the loss curves.
 
     Only the cells training uses are read from a Loom: :func:`choose_training_cells` draws
     them from the input's size, for every format alike.
     """
     output = model_output(model_path)
-    check_outputs([output], inputs=[in_path])
+    check_outputs([output, *([Output(Path(loss_plot))] if loss_plot else [])], inputs=[in_path])
     hint = "; try ⟨cell_fraction⟩, ⟨max_cells⟩ or ⟨max_genes⟩"
     with about(in_path, memory_hint=hint):
         with memory_guard(), open_input(in_path, layer=params.layer) as source:
@@ -44,3 +49,8 @@ def train_file(in_path, model_path, *, params: TrainingParameters, progress: Pro
         )
     write_model(model, model_path, inputs=(in_path,))
     progress.message(f"model written to {model_path}")
+    if loss_plot:
+        from deepimpute_tool.plots import draw_figure, loss_figure
+
+        draw_figure(loss_figure(model.training), loss_plot)
+        progress.message(f"loss curves drawn in {loss_plot}")
