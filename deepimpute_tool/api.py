@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool.dataset import check_counts, check_unique, count_dtype
-from deepimpute_tool.errors import InputError, spell
+from deepimpute_tool.errors import InputError, ParameterError, spell
 from deepimpute_tool.imputation import (
     ImputeParameters,
     calibrate_intervals,
@@ -40,6 +40,7 @@ from deepimpute_tool.loom import (
     provenance,
 )
 from deepimpute_tool.options import declared, spellings
+from deepimpute_tool.plots import loss_history
 from deepimpute_tool.training import TrainingParameters, choose_training_cells
 from deepimpute_tool.training import train as train_counts
 
@@ -110,6 +111,7 @@ def counts_of(adata: AnnData, layer: str | None) -> Counts:
             raise InputError(
                 "adata.raw", f"lacks {len(missing)} genes of adata.var_names (e.g. {missing[0]})"
             )
+        check_unique(np.asarray(adata.raw.var_names), path="adata.raw.var_names", what="gene names")
         columns = adata.raw.var_names.get_indexer(adata.var_names)
         matrix, where = adata.raw.X, "adata.raw.X"
         if not np.array_equal(columns, np.arange(adata.raw.n_vars)):
@@ -178,6 +180,18 @@ def impute(
     """Impute ``adata`` with ``model``; see :meth:`deepimpute_tool.model.Model.impute`."""
     (values,) = split_options(options, ImputeParameters)
     params = for_model(ImputeParameters(**values, layer=layer), model)
+    extras = [
+        name
+        for name, wanted in (
+            (DETECTED_FILL_LAYER, params.detected_layer),
+            (DETECTION_LAYER, params.detection_layer),
+            (INTERVAL_LOW_LAYER, params.interval > 0),
+            (INTERVAL_HIGH_LAYER, params.interval > 0),
+            (UNCERTAINTY_LAYER, params.interval > 0 or params.uncertainty > 0),
+        )
+        if wanted
+    ]
+    _check_destinations(adata, layer=layer, key_added=key_added, extras=extras)
     counts = counts_of(adata, layer)
     missing = np.setdiff1d(model.genes, counts.genes)
     if missing.size:
@@ -186,6 +200,7 @@ def impute(
             f"lacks {missing.size} of the model's {model.genes.size} genes (e.g. {missing[0]})",
         )
     calibration = calibrate_intervals(model, params) if params.interval else None
+    target = adata.copy() if copy else adata  # a backed AnnData refuses here, before any work
     # the imputed genes' columns fill up: sparse rows would cost more than dense ones past half
     sparse = sp.issparse(counts.matrix) and model.target_genes.size <= len(counts.genes) / 2
     outputs = _Outputs(counts.n_cells, sparse=sparse)
@@ -205,14 +220,6 @@ def impute(
         if params.uncertainty:
             spread = uncertainty_layer(block, counts.genes, model, samples=params.uncertainty, rng=rng)
             outputs.add(_layer_name(key_added, UNCERTAINTY_LAYER), rows, spread)
-    target = adata.copy() if copy else adata
-    for name, matrix in outputs.finished().items():
-        if name is None:
-            target.X = matrix
-        else:
-            target.layers[name] = matrix
-    targets = set(model.target_genes.tolist())
-    target.var[IMPUTED_GENE_ATTR] = np.fromiter((g in targets for g in counts.genes), bool, len(counts.genes))
     record = {"model_sha256": model.identity, "key_added": key_added, **dataclasses.asdict(params)}
     if calibration is not None:
         record["interval_calibration"] = {
@@ -221,8 +228,44 @@ def impute(
             "coverage": calibration.coverage,
             "median_width": calibration.median_width,
         }
-    target.uns[UNS_KEY] = _provenance(model, record)
+    provenance_record = _provenance(model, record)  # before the AnnData changes: nothing half-done
+    targets = set(model.target_genes.tolist())
+    for name, matrix in outputs.finished().items():
+        if name is None:
+            target.X = matrix
+        else:
+            target.layers[name] = matrix
+    target.var[IMPUTED_GENE_ATTR] = np.fromiter((g in targets for g in counts.genes), bool, len(counts.genes))
+    target.uns[UNS_KEY] = provenance_record
     return target if copy else None
+
+
+def _check_destinations(adata: AnnData, *, layer: str | None, key_added, extras: list[str]) -> None:
+    """Refuse a ``key_added`` that is not a name, or layers to be written over the counts read or
+    over a layer that an earlier imputation of the same ``key_added`` did not write."""
+    if key_added is not None and (not isinstance(key_added, str) or not key_added or "/" in key_added):
+        raise TypeError(
+            f"key_added must be a layer's name (text without '/') or None for X, not {key_added!r}"
+        )
+    names = [key_added, *(_layer_name(key_added, name) for name in extras)]
+    if layer in names or (layer is None and key_added is None):
+        where = "X" if layer is None else f"layers[{layer!r}]"
+        raise ParameterError(
+            f"key_added {key_added!r}",
+            f"would write over the counts it reads ({where}); choose another name (None writes X)",
+        )
+    earlier = adata.uns.get(UNS_KEY)
+    try:
+        ours = json.loads(earlier["impute"])["parameters"]["key_added"] if earlier is not None else object()
+    except (TypeError, KeyError, ValueError):
+        ours = object()
+    taken = [name for name in names if name is not None and name in adata.layers and ours != key_added]
+    if taken:
+        raise ParameterError(
+            f"key_added {key_added!r}",
+            f"would write over the layer {taken[0]!r}, which no imputation with this key_added wrote; "
+            "choose another name, or delete the layer",
+        )
 
 
 class _Outputs:
@@ -249,14 +292,8 @@ class _Outputs:
 def _provenance(model: Model, record: dict) -> dict:
     """What ``uns["deepimpute"]`` holds: the training and imputation records as JSON text (as the
     files of the command line hold them) and the loss history as arrays, which h5ad stores."""
-    training = model.training
-    history = {
-        key: np.asarray(training[key], dtype=float)
-        for key in ("train_loss", "validation_loss", "best_epoch", "best_validation_loss")
-        if key in training
-    }
     return {
         "train": json.dumps({"parameters": model.parameters, "versions": model.versions}, default=str),
         "impute": next(iter(provenance("impute", record).values())),
-        "loss": history,
+        "loss": loss_history(model.training),
     }

@@ -258,17 +258,28 @@ def open_input(
         yield _read_table(path, orientation=orientation)
         return
     with open_hdf5(path, kind="Loom, h5ad or 10x HDF5") as handle:
-        keys = set(handle.keys())
-        if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+        kind = input_kind(handle)
+        if kind == "loom":
             _no_layer(path, layer)
             yield LoomReader.of(handle, path)
-        elif is_h5ad(handle):
+        elif kind == "h5ad":
             yield read_h5ad(handle, path, layer=layer)
-        elif keys:
+        elif kind == "10x":
             _no_layer(path, layer)
             yield _read_10x_h5(handle, path)
         else:
             raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+
+
+def input_kind(handle: h5py.File) -> str:
+    """What an open HDF5 input is read as: ``loom``, ``h5ad``, ``10x``, or ``""`` (none); the one
+    decision, for a file laid out as more than one."""
+    keys = set(handle.keys())
+    if "matrix" in keys and ("row_attrs" in keys or "col_attrs" in keys):
+        return "loom"
+    if is_h5ad(handle):
+        return "h5ad"
+    return "10x" if keys else ""
 
 
 def _no_layer(path: Path, layer: str | None) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -24,6 +24,9 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.hdf5 import check_fully_stored, compressed_sparse, dataset, read_strings
 from deepimpute_tool.limits import require_memory
 from deepimpute_tool.loom import MAIN, RAW_LAYER, CellBlock
+
+if TYPE_CHECKING:
+    from deepimpute_tool.h5ad_slots import KeptSlots
 
 COUNTS_LAYER = "counts"
 RAW_X = "raw"  # ⟨layer⟩ raw: the counts in .raw.X
@@ -36,7 +39,7 @@ def _encoding(item, kind: str, version: str = "0.2.0") -> None:
     item.attrs["encoding-version"] = version
 
 
-def _array(group: h5py.Group, name: str, values: np.ndarray) -> None:
+def write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
     values = np.asarray(values)
     if values.dtype.kind in "iufb":
         _encoding(group.create_dataset(name, data=values), "array")
@@ -47,10 +50,10 @@ def _array(group: h5py.Group, name: str, values: np.ndarray) -> None:
 
 def _dataframe(group: h5py.Group, index: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Write a data frame of the 1-D ``columns``; return the 2-D ones (for obsm/varm)."""
-    _array(group, "_index", index)
+    write_array(group, "_index", index)
     plain = {name: values for name, values in columns.items() if np.ndim(values) == 1 and name != "_index"}
     for name, values in plain.items():
-        _array(group, name, values)
+        write_array(group, name, values)
     _encoding(group, "dataframe")
     group.attrs["_index"] = "_index"
     group.attrs["column-order"] = (
@@ -59,38 +62,10 @@ def _dataframe(group: h5py.Group, index: np.ndarray, columns: dict[str, np.ndarr
     return {name: values for name, values in columns.items() if np.ndim(values) == 2}
 
 
-def _dictionary(handle: h5py.File, name: str) -> h5py.Group:
+def write_dictionary(handle: h5py.File, name: str) -> h5py.Group:
     group = handle.create_group(name)
     _encoding(group, "dict", "0.1.0")
     return group
-
-
-@dataclass(frozen=True)
-class KeptSlots:
-    """What an output keeps of an h5ad input of the same cells and genes, copied as stored.
-
-    Attributes
-    ----------
-    source
-        The input, opened by :func:`deepimpute_tool.hdf5.open_hdf5` (nothing outside it).
-    var
-        The data frame of its genes: ``var``, or ``raw/var`` when the counts were ``raw.X``;
-        then only what is per cell (obs, obsm, obsp), ``uns`` and ``raw`` are kept, since
-        layers, varm and varp are of the other genes.
-    gene_columns
-        The columns of the writer's gene attributes to add to ``var`` (replacing any of that name).
-    """
-
-    source: h5py.File
-    var: str = "var"
-    gene_columns: tuple[str, ...] = ()
-
-
-def _copy_missing(source: h5py.Group | None, target: h5py.Group) -> None:
-    """Every member of ``source`` that ``target`` lacks, copied with its attributes."""
-    for name in source.keys() if isinstance(source, h5py.Group) else ():
-        if name not in target:
-            source.copy(source[name], target, name=name)
 
 
 class H5adWriter:
@@ -110,7 +85,7 @@ class H5adWriter:
             **COMPRESSION,
         )
         _encoding(self._x, "array")
-        layers = _dictionary(handle, "layers")
+        layers = write_dictionary(handle, "layers")
         self._sparse = {}
         for name, dtype in layer_dtypes.items():
             if name == MAIN:
@@ -128,7 +103,7 @@ class H5adWriter:
             self._sparse[name] = group
         self._cell_ids: list[np.ndarray] = []
         self._cell_attrs: dict[str, list[np.ndarray]] = {}
-        self._uns = _dictionary(handle, "uns")
+        self._uns = write_dictionary(handle, "uns")
 
     @classmethod
     @contextlib.contextmanager
@@ -168,7 +143,7 @@ class H5adWriter:
 
     def _finish(self) -> None:
         if self._keep is not None:
-            self._finish_keeping(self._keep)
+            self._keep.copy_into(self._file, gene_attrs=self._gene_attrs, uns=self._uns)
             return
         handle = self._file
         cells = np.concatenate(self._cell_ids) if self._cell_ids else np.array([], dtype=object)
@@ -176,44 +151,17 @@ class H5adWriter:
         obsm = _dataframe(handle.create_group("obs"), cells, cell_columns)
         varm = _dataframe(handle.create_group("var"), self._genes, self._gene_attrs)
         for name, found in (("obsm", obsm), ("varm", varm)):
-            group = _dictionary(handle, name)
+            group = write_dictionary(handle, name)
             for key, values in found.items():
-                _array(group, key, values)
+                write_array(group, key, values)
         for name in ("obsp", "varp"):
-            _dictionary(handle, name)
-
-    def _finish_keeping(self, keep: KeptSlots) -> None:
-        handle, source = self._file, keep.source
-        handle.copy(source["obs"], "obs")
-        handle.copy(source[keep.var], "var")
-        var = handle["var"]
-        order = [str(c) for c in np.atleast_1d(var.attrs.get("column-order", [])) if str(c)]
-        for name in keep.gene_columns:
-            if name in var:
-                del var[name]
-            _array(var, name, self._gene_attrs[name])
-            order = [*(c for c in order if c != name), name]
-        var.attrs["column-order"] = np.array(order, dtype=object) if order else np.array([], dtype="float64")
-        _copy_missing(source.get("uns"), self._uns)
-        per_gene = ("varm", "varp") if keep.var == "var" else ()
-        if per_gene:
-            _copy_missing(source.get("layers"), handle["layers"])
-        for name in ("obsm", "obsp", *per_gene):
-            if name in source:
-                handle.copy(source[name], name)
-            else:
-                _dictionary(handle, name)
-        for name in ("varm", "varp"):
-            if name not in handle:
-                _dictionary(handle, name)
-        if "raw" in source:
-            handle.copy(source["raw"], "raw")
+            write_dictionary(handle, name)
 
 
 # ------------------------------------------------------------------ reading
 
 
-def _attr(item, name: str, default: str = "") -> str:
+def text_attr(item, name: str, default: str = "") -> str:
     value = item.attrs.get(name, default)
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -262,7 +210,7 @@ def _column(group: h5py.Group, name: str, *, path: Path, n: int) -> np.ndarray:
     item = group.get(name)
     if item is None:
         raise InputError(path, f"'{group.name}' lists a column '{name}' that it does not hold")
-    encoding = _attr(item, "encoding-type")
+    encoding = text_attr(item, "encoding-type")
     if encoding == "categorical" or (isinstance(item, h5py.Dataset) and "categories" in item.attrs):
         return _categories(group, name, item, path=path, n=n)
     if isinstance(item, h5py.Dataset) and encoding in ("", "array", "string-array"):
@@ -287,7 +235,7 @@ def _dataframe_of(handle: h5py.File, axis: str, *, path: Path) -> tuple[np.ndarr
     group = handle.get(axis)
     if not isinstance(group, h5py.Group):
         raise InputError(path, f"has no '{axis}' data frame")
-    index = dataset(handle, f"{axis}/{_attr(group, '_index', '_index')}", path=path)
+    index = dataset(handle, f"{axis}/{text_attr(group, '_index', '_index')}", path=path)
     check_fully_stored(index, path=path)
     if index.ndim != 1:
         raise InputError(path, f"'{index.name}' has {index.ndim} dimensions; names must have 1")
@@ -318,7 +266,7 @@ def _rename_name_column(columns: dict[str, np.ndarray], names: np.ndarray, *, na
 
 def is_h5ad(handle: h5py.File) -> bool:
     """Whether an open HDF5 file is laid out as AnnData (by its encoding, or by obs and var)."""
-    return _attr(handle, "encoding-type") == "anndata" or {"obs", "var"} <= set(handle.keys())
+    return text_attr(handle, "encoding-type") == "anndata" or {"obs", "var"} <= set(handle.keys())
 
 
 def read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Dataset:
@@ -375,7 +323,7 @@ def _read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Da
         check_fully_stored(x, path=path)
         counts = sp.csr_matrix(_numbers(x, path=path))
     else:
-        encoding = _attr(x, "encoding-type")
+        encoding = text_attr(x, "encoding-type")
         declared = tuple(int(n) for n in np.atleast_1d(x.attrs.get("shape", ())))
         if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
             raise InputError(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+import numpy as np
 
 from deepimpute_tool.errors import ParameterError, option_name, spell
 
@@ -212,6 +213,16 @@ def spellings(surface: str = "cli") -> dict[str, str]:
     return spelled
 
 
+# what a value of each option type may be: (accepted, refused among them, in words); a bool is
+# an int to Python, and 1.5 epochs or a "no" that is true must not pass from the Python API
+_TYPES = {
+    bool: ((bool, np.bool_), (), "True or False"),
+    int: ((int, np.integer), (bool, np.bool_), "a whole number"),
+    float: ((int, float, np.integer, np.floating), (bool, np.bool_), "a number"),
+    str: ((str,), (), "text"),
+}
+
+
 def validate(instance: Any) -> None:
     """Raise :class:`ParameterError`, naming the option, for a value outside its declared range or choices.
 
@@ -226,6 +237,9 @@ def validate(instance: Any) -> None:
                 raise ParameterError(option_name(item.name), "needs a value")
             continue
         spec = item.option
+        expected = _TYPES.get(item.type)
+        if expected and (not isinstance(value, expected[0]) or isinstance(value, expected[1])):
+            raise ParameterError(named, f"must be {expected[2]}, not {type(value).__name__}")
         if item.type is float and not math.isfinite(value):
             raise ParameterError(named, "must be a finite number")
         if spec.choices and value not in spec.choices:

@@ -12,6 +12,8 @@ from deepimpute_tool.filtering import FilterResult
 from deepimpute_tool.outputs import atomic_file
 from deepimpute_tool.scoring import MaskedEntries
 
+MAX_HISTORY_VALUES = 10_000_000  # more than any training records (epochs x sub-networks)
+
 
 def _save(figure, path: Path) -> Path:
     with atomic_file(path) as temporary:
@@ -28,25 +30,72 @@ def _pyplot():
     return plt
 
 
+def loss_history(training: dict) -> dict[str, np.ndarray]:
+    """The loss history of ``Model.training`` as arrays, each checked (a model is a stranger's
+    file): ``train_loss``, ``validation_loss`` (per epoch), ``best_epoch``, ``best_validation_loss``
+    (per sub-network) and ``subnetwork_validation_loss`` (epochs x sub-networks, NaN where not
+    computed). An entry that is missing or malformed is left out."""
+    found: dict[str, np.ndarray] = {}
+    shapes = {"train_loss": 1, "validation_loss": 1, "best_epoch": 1, "best_validation_loss": 1,
+              "subnetwork_validation_loss": 2}  # fmt: skip
+    for key, dimensions in shapes.items():
+        values = training.get(key) if isinstance(training, dict) else None
+        if not isinstance(values, list) or len(values) > MAX_HISTORY_VALUES:
+            continue
+        if dimensions == 2:
+            if not all(isinstance(row, list) for row in values) or sum(map(len, values)) > MAX_HISTORY_VALUES:
+                continue
+            values = [[np.nan if v is None else v for v in row] for row in values]
+        try:
+            array = np.array(values, dtype=float)
+        except (TypeError, ValueError):
+            continue
+        if array.ndim == dimensions and array.size:
+            found[key] = array
+    epochs = {
+        found[key].shape[0]
+        for key in ("train_loss", "validation_loss", "subnetwork_validation_loss")
+        if key in found
+    }
+    nets = {
+        found[key].shape[-1]
+        for key in ("best_epoch", "best_validation_loss", "subnetwork_validation_loss")
+        if key in found
+    }
+    if len(epochs) > 1 or len(nets) > 1:  # parts that disagree: keep the totals alone
+        found = {key: found[key] for key in ("train_loss", "validation_loss") if key in found}
+        if len({array.shape[0] for array in found.values()}) > 1:
+            found = {}
+    return found
+
+
 def loss_figure(training: dict):
     """A model's loss curves (``Model.training``): the summed training and validation losses per
     epoch, with the end of the coarse phase; and each sub-network's validation loss relative to
     its first epoch, with the epoch whose weights it kept."""
     plt = _pyplot()
+    history = loss_history(training)
     figure, (total, each) = plt.subplots(1, 2, figsize=(11, 4.2))
-    epochs = np.arange(1, len(training["train_loss"]) + 1)
-    total.plot(epochs, training["train_loss"], color="#4477aa", label="training")
-    total.plot(epochs, training["validation_loss"], color="#ee6677", label="validation")
-    for number, end in enumerate(training.get("phase_epochs", [])[:-1]):
-        total.axvline(
-            end + 0.5, color="grey", linestyle=":", label="end of the coarse phase" if not number else None
-        )
+    if "train_loss" not in history or "validation_loss" not in history:
+        for axis in (total, each):
+            axis.axis("off")
+        total.text(0.5, 0.5, "this model records no usable loss history", ha="center")
+        return figure
+    epochs = np.arange(1, history["train_loss"].size + 1)
+    total.plot(epochs, history["train_loss"], color="#4477aa", label="training")
+    total.plot(epochs, history["validation_loss"], color="#ee6677", label="validation")
+    phase_ends = training.get("phase_epochs") if isinstance(training.get("phase_epochs"), list) else []
+    for number, end in enumerate(phase_ends[:-1]):
+        if isinstance(end, int):
+            total.axvline(
+                end + 0.5, color="grey", linestyle=":", label=None if number else "end of the coarse phase"
+            )
     total.set(yscale="log", xlabel="epoch", ylabel="loss, summed over sub-networks", title="Loss per epoch")
     total.legend()
-    per_net = training.get("subnetwork_validation_loss")
-    if per_net:
-        values = np.array([[np.nan if v is None else v for v in row] for row in per_net], dtype=float)
-        relative = values / values[0]
+    values = history.get("subnetwork_validation_loss")
+    if values is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = values / values[0]
         each.plot(
             epochs,
             relative,
@@ -54,14 +103,15 @@ def loss_figure(training: dict):
             alpha=float(np.clip(3 / values.shape[1], 0.15, 0.8)),
             linewidth=0.8,
         )
-        best = np.clip(np.asarray(training["best_epoch"], dtype=int), 1, epochs.size)
-        nets = np.arange(values.shape[1])
-        each.scatter(
-            best, relative[best - 1, nets], color="#cc3311", s=14, zorder=3, label="best epoch (kept)"
-        )
+        if "best_epoch" in history:
+            best = np.clip(np.nan_to_num(history["best_epoch"], nan=1).astype(int), 1, epochs.size)
+            nets = np.arange(values.shape[1])
+            each.scatter(
+                best, relative[best - 1, nets], color="#cc3311", s=14, zorder=3, label="best epoch (kept)"
+            )
+            each.legend()
         each.set(xlabel="epoch", ylabel="validation loss / first epoch's")
-        each.set_title(f"Each of the {nets.size} sub-networks")
-        each.legend()
+        each.set_title(f"Each of the {values.shape[1]} sub-networks")
     else:
         each.axis("off")
         each.text(0.5, 0.5, "no loss per sub-network recorded\n(a model of an earlier version)", ha="center")

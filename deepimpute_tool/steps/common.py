@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepimpute_tool.errors import DeepImputeError, InputError
-from deepimpute_tool.h5ad import H5adWriter, KeptSlots
+from deepimpute_tool.h5ad import H5adWriter
+from deepimpute_tool.h5ad_slots import KeptSlots
 from deepimpute_tool.loom import MAIN, LoomReader, LoomWriter
 from deepimpute_tool.model_loading import is_model_directory
 from deepimpute_tool.outputs import DIRECTORY, FILE, Output, atomic_directory, atomic_file, check_outputs

@@ -12,8 +12,9 @@ import numpy as np
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
 from deepimpute_tool.dataset_reader import DatasetReader
 from deepimpute_tool.errors import InputError, ModelError
-from deepimpute_tool.formats import open_input
-from deepimpute_tool.h5ad import COUNTS_LAYER, RAW_X, KeptSlots, counts_location, is_h5ad
+from deepimpute_tool.formats import input_kind, open_input
+from deepimpute_tool.h5ad import COUNTS_LAYER
+from deepimpute_tool.h5ad_slots import KeptSlots, kept_slots
 from deepimpute_tool.hdf5 import open_hdf5
 from deepimpute_tool.imputation import (
     ImputeParameters,
@@ -100,6 +101,10 @@ def impute_file(
                 f"intervals of {params.interval:.0%}: calibrated on {calibration.entries} hidden entries "
                 f"(coverage {calibration.coverage:.3f} on the half that set them)"
             )
+        if keep is not None:  # the input's own layers of these names would be replaced
+            written = [COUNTS_LAYER if name == RAW_LAYER else name for name in layout["layer_dtypes"]]
+            refuse_layers(in_path, keep.layer_names(), tuple(n for n in written if n not in (MAIN, COUNTS_LAYER)),
+                          done="imputed")  # fmt: skip
         rng = np.random.default_rng(params.seed)
         parameters = {
             "model": str(model_path),
@@ -161,21 +166,13 @@ def impute_file(
 
 @contextlib.contextmanager
 def _kept_slots(in_path, out_path, *, layer: str | None) -> Iterator[KeptSlots | None]:
-    """What an h5ad output keeps of an h5ad input (None for any other pair of formats)."""
+    """What an h5ad output keeps of an h5ad input (None for any other pair of formats): the input
+    as :func:`deepimpute_tool.formats.open_input` reads it, so that the names kept are its rows'."""
     if not is_h5ad_name(out_path) or Path(in_path).is_dir():
         yield None
         return
     with open_hdf5(in_path) as handle:
-        if not is_h5ad(handle):
+        if input_kind(handle) != "h5ad":
             yield None
             return
-        if layer != COUNTS_LAYER and f"layers/{COUNTS_LAYER}" in handle:
-            read = "X" if layer is None else ("raw.X" if layer == RAW_X else f"layer '{layer}'")
-            raise InputError(
-                in_path,
-                f"has a layer '{COUNTS_LAYER}' besides the counts read ({read}), and the output's layer "
-                f"'{COUNTS_LAYER}' holds the counts read: give ⟨layer⟩ {COUNTS_LAYER} if it holds the raw "
-                "counts, or rename it",
-            )
-        _, var = counts_location(handle, Path(in_path), layer)
-        yield KeptSlots(handle, var=var, gene_columns=(IMPUTED_GENE_ATTR,))
+        yield kept_slots(handle, in_path, layer=layer, gene_columns=(IMPUTED_GENE_ATTR,))

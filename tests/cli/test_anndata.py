@@ -114,3 +114,87 @@ def test_a_layer_of_a_loom_is_refused(model_of_counts, tmp_path):
     assert result.stderr.splitlines()[-1] == (
         f"Error: {PBMC_SMALL}: is not an h5ad: --layer raw chooses the counts of an h5ad input only"
     )
+
+
+def _edited(source, target, edit):
+    target.write_bytes(source.read_bytes())
+    with h5py.File(target, "a") as handle:
+        edit(handle)
+    return target
+
+
+def _links_to_one_dataset(handle):
+    handle.create_dataset("uns/big", data=np.zeros(10_000))
+    for i in range(5):
+        handle[f"uns/link{i}"] = handle["uns/big"]  # each copied in full, were it allowed
+
+
+def _loom_inside(handle):
+    """The Loom of pbmc_small's counts under other names, inside the h5ad."""
+    with h5py.File(PBMC_SMALL, "r") as loom:
+        handle.create_dataset("matrix", data=loom["matrix"][:])
+    handle.create_dataset("row_attrs/Gene", data=np.array([f"g{i}" for i in range(230)], dtype=object))
+    handle.create_dataset("col_attrs/CellID", data=np.array([f"c{i}" for i in range(80)], dtype=object))
+    del handle["layers"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.__setitem__("uns/alias", h5py.SoftLink("/X")), "'/uns/alias' is a soft link"),
+        (
+            lambda h: h["uns"].create_group("nested").__setitem__("to_x", h5py.SoftLink("/X")),
+            "is a soft link",
+        ),
+        (_links_to_one_dataset, "is linked from several places"),
+        (
+            lambda h: (
+                h["var"].attrs.__setitem__("_index", "deepimpute_imputed")
+                or h["var"].move("_index", "deepimpute_imputed")
+            ),
+            "names its genes by 'var/deepimpute_imputed', a column impute writes",
+        ),
+        (
+            lambda h: h["layers"].create_dataset("detected_fill", data=np.zeros((80, 230))),
+            "already has a layer 'detected_fill': was it imputed already?",
+        ),
+    ],
+)
+def test_what_an_h5ad_output_cannot_keep_faithfully_is_refused(
+    scanpy_h5ad, model_of_counts, tmp_path, edit, message
+):
+    source = _edited(scanpy_h5ad, tmp_path / "in.h5ad", edit)
+    before = source.read_bytes()
+    out = tmp_path / "imputed.h5ad"
+    result = run("deepimpute-impute", source, model_of_counts, out, "--layer", "counts", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"Error: {source}: ") and message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"] and source.read_bytes() == before
+
+
+def test_a_file_that_is_both_loom_and_h5ad_is_read_and_kept_as_loom(scanpy_h5ad, model_of_counts, tmp_path):
+    """open_input reads such a file as Loom: names from the h5ad part must not be kept beside its rows."""
+    source = _edited(scanpy_h5ad, tmp_path / "both.h5ad", _loom_inside)
+    out = tmp_path / "imputed.h5ad"
+    model = tmp_path / "model.zip"
+    run("deepimpute-train", source, model, *TINY_TRAINING)
+    run("deepimpute-impute", source, model, out)
+    after = anndata.read_h5ad(out)  # the Loom's own names, and no slot of the h5ad part
+    assert list(after.var_names[:2]) == ["g0", "g1"] and list(after.obs_names[:2]) == ["c0", "c1"]
+    assert not after.obsm and "leiden" not in after.uns
+
+
+def test_a_byte_string_column_order_and_raw_beside_a_counts_layer(scanpy_h5ad, model_of_counts, tmp_path):
+    def bytes_order(handle):
+        handle["var"].attrs["column-order"] = np.array([b"highly_variable", b"symbol"])
+
+    source = _edited(scanpy_h5ad, tmp_path / "in.h5ad", bytes_order)
+    run("deepimpute-impute", source, model_of_counts, tmp_path / "a.h5ad", "--layer", "counts")
+    assert list(anndata.read_h5ad(tmp_path / "a.h5ad").var.columns) == [
+        "highly_variable",
+        "symbol",
+        "deepimpute_imputed",
+    ]
+    # raw.X read: the input's counts layer is not kept, so nothing is written over
+    run("deepimpute-impute", scanpy_h5ad, model_of_counts, tmp_path / "b.h5ad", "--layer", "raw")
+    assert set(anndata.read_h5ad(tmp_path / "b.h5ad").layers) == {"counts", "detected_fill"}

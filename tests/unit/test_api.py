@@ -178,10 +178,48 @@ def test_counts_from_x_or_raw_and_results_into_x(small_adata, small_model):
     assert np.array_equal(dense(from_raw.layers["deepimpute"]), dense(reference.layers["deepimpute"]))
 
     counts_in_x = small_adata.copy()
-    counts_in_x.X = counts_in_x.layers["counts"].copy()
-    small_model.impute(counts_in_x, layer=None, key_added=None)
-    assert np.array_equal(dense(counts_in_x.X), dense(reference.layers["deepimpute"]))
-    assert "deepimpute_detected_fill" in counts_in_x.layers
+    counts_in_x.X = counts_in_x.layers.pop("counts")
+    from_x = small_model.impute(counts_in_x, layer=None, copy=True)
+    assert np.array_equal(dense(from_x.layers["deepimpute"]), dense(reference.layers["deepimpute"]))
+
+    into_x = small_model.impute(small_adata, key_added=None, copy=True)
+    assert np.array_equal(dense(into_x.X), dense(reference.layers["deepimpute"]))
+    assert "deepimpute_detected_fill" in into_x.layers
+
+
+def test_no_layer_is_written_over_unless_an_earlier_imputation_wrote_it(small_adata, small_model):
+    adata = small_adata.copy()
+    with pytest.raises(ParameterError, match=r"^key_added None: would write over the counts it reads \(X\)"):
+        small_model.impute(adata, layer=None, key_added=None)
+    with pytest.raises(ParameterError, match=r"^key_added 'counts': would write over the counts it reads"):
+        small_model.impute(adata, key_added="counts")
+    with pytest.raises(ParameterError, match=r"^key_added 'other': would write over the layer 'other'"):
+        small_model.impute(adata, key_added="other")
+    for bad in ("", "a/b", 5):
+        with pytest.raises(TypeError, match="key_added must be a layer's name"):
+            small_model.impute(adata, key_added=bad)
+    assert set(adata.layers) == set(small_adata.layers) and "deepimpute" not in adata.uns
+    small_model.impute(adata)
+    small_model.impute(adata, fill="detected")  # its own layers, replaced
+    assert json.loads(adata.uns["deepimpute"]["impute"])["parameters"]["fill"] == "detected"
+
+
+def test_options_of_the_wrong_type_are_refused_naming_them(small_adata):
+    for option, value, kind in (("detection", "no", "True or False"), ("max_epochs", 2.5, "a whole number"),
+                                ("cell_fraction", True, "a number")):  # fmt: skip
+        with pytest.raises(ParameterError, match=f"^{option} {value}: must be {kind}, not"):
+            di.train(small_adata, **{option: value})
+
+
+def test_a_model_with_a_malformed_history_still_imputes_and_plots(small_adata, small_model):
+    import dataclasses
+
+    for training in ({}, {"train_loss": "x", "best_epoch": [[1]]}, {"train_loss": [1.0, 2.0], "validation_loss": [1.0],
+                     "subnetwork_validation_loss": [["a"]]}):  # fmt: skip
+        forged = dataclasses.replace(small_model, training=training)
+        result = forged.impute(small_adata, copy=True)
+        assert "deepimpute" in result.layers and isinstance(result.uns["deepimpute"]["loss"], dict)
+        di.pl.loss_curves(forged)
 
 
 def test_raw_with_more_genes_gives_the_columns_of_var_names(pbmc_small, small_adata, small_model):

@@ -127,7 +127,12 @@ def test_workflow_test_passes_on_galaxy(galaxy_run):
 
 def test_impute_form_shows_the_tool_and_its_parameters(galaxy_run):
     page = (galaxy_run / "impute_form.html").read_text()
-    for text in ("DeepImpute impute", "Loom to impute", "Model", "What to write for the imputed genes"):
+    for text in (
+        "DeepImpute impute",
+        "Loom or AnnData to impute",
+        "Model",
+        "What to write for the imputed genes",
+    ):
         assert text in page, text
     png = (galaxy_run / "impute_form.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -110,5 +110,6 @@ def test_the_tutorial_runs_as_a_new_user_would_run_it(distributions, tmp_path):
     imputed = re.search(r"^(\d+) genes imputed$", result.stdout, re.M)
     assert imputed and 0 < int(imputed[1]) <= 11139
     assert re.search(r"^\d+ clusters of the raw counts, \d+ of the imputed$", result.stdout, re.M)
-    assert (work / "tutorial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("tutorial.png", "loss.png"):
+        assert (work / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert zipfile.is_zipfile(work / "pbmc3k-model.zip")
