@@ -20,6 +20,7 @@ them by this module, committed, and checked by a test that fails when any is sta
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -293,17 +294,17 @@ def galaxy_macros() -> str:
     )
 
 
-WORKFLOW = "galaxy/workflows/deepimpute-evaluate.ga"
+WORKFLOWS = ("galaxy/workflows/deepimpute-evaluate.ga", "galaxy/workflows/deepimpute-impute.ga")
 
 
-def galaxy_workflow(root: Path = ROOT) -> str:
-    return galaxy_surface.workflow((root / WORKFLOW).read_text(), GALAXY_STEPS)
+def galaxy_workflow(path: str, root: Path = ROOT) -> str:
+    return galaxy_surface.workflow((root / path).read_text(), GALAXY_STEPS)
 
 
 GENERATORS = {
     "nextflow_schema.json": nextflow_schema,
     "assets/schema_input.json": samplesheet_schema,
-    WORKFLOW: galaxy_workflow,
+    **{path: functools.partial(galaxy_workflow, path) for path in WORKFLOWS},
     "conf/params.config": params_config,
     "conf/modules.config": modules_config,
     "galaxy/options.xml": galaxy_macros,

@@ -95,7 +95,7 @@ echo "== workflow test"
 (cd "$TOOL_DIR/workflows" && TMPDIR="$WORK" "$GX_VENV/bin/planemo" --directory "$WORK/planemo" test \
   --engine external_galaxy --galaxy_url "$URL" --galaxy_admin_key "$BOOT_KEY" --galaxy_user_key "$USER_KEY" \
   --test_output_json "$OUT/workflow.json" --test_output "$OUT/workflow.html" \
-  deepimpute-evaluate.ga > "$OUT/workflow.log" 2>&1) || true
+  deepimpute-evaluate.ga deepimpute-impute.ga > "$OUT/workflow.log" 2>&1) || true
 
 echo "== the impute tool's form in the web interface"
 chrome=(chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update
