@@ -30,9 +30,11 @@ TO_H5AD = """
 import sys
 import anndata
 import pandas as pd
+from deepimpute_tool.dataset import make_unique
 from deepimpute_tool.loom import read_loom
 data = read_loom(sys.argv[1])
-anndata.AnnData(X=data.counts, obs=pd.DataFrame(index=data.cells), var=pd.DataFrame(index=data.genes)).write_h5ad(sys.argv[2])
+genes = make_unique(data.genes)  # as scanpy's var_names_make_unique; deepimpute filter does the same
+anndata.AnnData(X=data.counts, obs=pd.DataFrame(index=data.cells), var=pd.DataFrame(index=genes)).write_h5ad(sys.argv[2])
 """
 
 API = """
