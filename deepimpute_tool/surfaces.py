@@ -318,6 +318,10 @@ VERSION_PLACES = {
     "galaxy/macros.xml": [r'(<token name="@TOOL_VERSION@">)'],
     "Dockerfile": [r"(\nARG VERSION=)", r"(deepimpute-tool:)"],
     "README.md": [r"(deepimpute-tool:)"],
+    **{
+        f"modules/local/deepimpute/{step}/environment.yml": [r"(bioconda::deepimpute-tool=)"]
+        for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
+    },
 }
 
 

@@ -148,9 +148,7 @@ def test_modules_follow_nf_core_conventions(pipeline):
         meta = (module / "meta.yml").read_text()
         assert f"name: deepimpute_{module.name}" in meta and "10.1186/s13059-019-1837-6" in meta
         for emit in _emits(process):
-            assert re.search(rf"^  - {emit}:", meta, flags=re.MULTILINE), (
-                f"{module.name}/meta.yml lacks {emit}"
-            )
+            assert re.search(rf"^  {emit}:", meta, flags=re.MULTILINE), f"{module.name}/meta.yml lacks {emit}"
 
 
 def test_every_param_is_in_the_schema_with_its_default_and_the_reverse():
