@@ -318,6 +318,8 @@ VERSION_PLACES = {
     "galaxy/macros.xml": [r'(<token name="@TOOL_VERSION@">)'],
     "Dockerfile": [r"(\nARG VERSION=)", r"(deepimpute-tool:)"],
     "README.md": [r"(deepimpute-tool:)"],
+    "CITATION.cff": [r"(\nversion: )"],
+    "recipes/bioconda/meta.yaml": [r'({% set version = ")'],
     **{
         f"modules/local/deepimpute/{step}/environment.yml": [r"(bioconda::deepimpute-tool=)"]
         for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
