@@ -60,3 +60,18 @@ def test_citation_and_changelog_name_this_version_and_the_paper():
     assert citation["preferred-citation"]["authors"][0]["family-names"] == "Arisdakessian"
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert f"## [{__version__}]" in changelog and "## [Unreleased]" in changelog
+
+
+def test_the_readme_links_work_on_a_package_index_page():
+    """PyPI shows the README without the repository: every link is absolute, and each into this
+    repository names a file that exists."""
+    readme = (REPO / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets and all(target.startswith(("https://", "#")) for target in targets), [
+        target for target in targets if not target.startswith(("https://", "#"))
+    ]
+    ours = r"https://(?:github\.com/deepimpute-tool/deepimpute-tool/blob|raw\.githubusercontent\.com/deepimpute-tool/deepimpute-tool)/main/(.+)"
+    inside = [match[1] for target in targets if (match := re.fullmatch(ours, target))]
+    assert inside and all((REPO / path).exists() for path in inside), [
+        p for p in inside if not (REPO / p).exists()
+    ]
