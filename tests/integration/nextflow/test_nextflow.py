@@ -322,8 +322,8 @@ def pipeline_run(pipeline, tmp_path_factory):
     params.update(min_genes=0, min_cells=1, max_epochs=2, chunk_size=2500, evaluate=True, labels=None)
     runner = TaskRunner(pipeline, params, tmp_path_factory.mktemp("nextflow"))
     meta = {"id": "mouse1m"}
-    work = runner.run("DEEPIMPUTE_FILTER", meta, {"counts": MOUSE1M})
-    work = runner.run("DEEPIMPUTE_MASK", meta, {"loom": work / "mouse1m.filtered.loom"})
+    filtered = runner.run("DEEPIMPUTE_FILTER", meta, {"counts": MOUSE1M})
+    work = runner.run("DEEPIMPUTE_MASK", meta, {"loom": filtered / "mouse1m.filtered.loom"})
     masked = work / "mouse1m.masked.loom"
     model = runner.run("DEEPIMPUTE_TRAIN", meta, {"loom": masked}) / "mouse1m.model"
     chunks = sorted((runner.run("DEEPIMPUTE_SPLIT", meta, {"loom": masked}) / "chunks").glob("*.loom"))
@@ -336,6 +336,7 @@ def pipeline_run(pipeline, tmp_path_factory):
     )
     scored = runner.run("DEEPIMPUTE_SCORE", meta, {"loom": merged})
     return {
+        "filtered": filtered,
         "masked": masked,
         "model": model,
         "chunks": chunks,
@@ -343,6 +344,12 @@ def pipeline_run(pipeline, tmp_path_factory):
         "scored": scored,
         "runner": runner,
     }
+
+
+def test_filter_and_train_draw_their_figures(pipeline_run):
+    png = b"\x89PNG\r\n\x1a\n"
+    assert (pipeline_run["filtered"] / "mouse1m.qc.png").read_bytes().startswith(png)
+    assert (pipeline_run["model"].parent / "mouse1m.loss.png").read_bytes().startswith(png)
 
 
 def test_train_receives_the_params_through_ext_args(pipeline_run):

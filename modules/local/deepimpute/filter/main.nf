@@ -7,6 +7,7 @@ process DEEPIMPUTE_FILTER {
 
     output:
     tuple val(meta), path("*.filtered.loom"), emit: loom
+    tuple val(meta), path("*.qc.png")       , emit: qc_plot
     path "versions.yml"                     , emit: versions
 
     when:
@@ -19,6 +20,7 @@ process DEEPIMPUTE_FILTER {
     deepimpute-filter \\
         '${counts}' \\
         '${prefix}.filtered.loom' \\
+        --qc-plot '${prefix}.qc.png' \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
@@ -30,7 +32,7 @@ process DEEPIMPUTE_FILTER {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch '${prefix}.filtered.loom'
+    touch '${prefix}.filtered.loom' '${prefix}.qc.png'
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -7,8 +7,9 @@ process DEEPIMPUTE_TRAIN {
     tuple val(meta), path(loom)
 
     output:
-    tuple val(meta), path("*.model"), emit: model
-    path "versions.yml"             , emit: versions
+    tuple val(meta), path("*.model")   , emit: model
+    tuple val(meta), path("*.loss.png"), emit: loss_plot
+    path "versions.yml"                , emit: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -20,6 +21,7 @@ process DEEPIMPUTE_TRAIN {
     deepimpute-train \\
         '${loom}' \\
         '${prefix}.model' \\
+        --loss-plot '${prefix}.loss.png' \\
         --cores ${task.cpus} \\
         ${args}
 
@@ -33,7 +35,7 @@ process DEEPIMPUTE_TRAIN {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir '${prefix}.model'
-    touch '${prefix}.model/model.json' '${prefix}.model/weights.npz'
+    touch '${prefix}.model/model.json' '${prefix}.model/weights.npz' '${prefix}.loss.png'
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
