@@ -208,15 +208,8 @@ def impute(
     for rows, block in counts.blocks(params.chunk_cells):
         result = impute_block(block, counts.genes, model, params=params, calibration=calibration)
         outputs.add(key_added, rows, result.counts)
-        for name, values in (
-            (DETECTED_FILL_LAYER, result.detected_fill),
-            (DETECTION_LAYER, result.detection),
-            (INTERVAL_LOW_LAYER, result.interval_low),
-            (INTERVAL_HIGH_LAYER, result.interval_high),
-            (UNCERTAINTY_LAYER, result.uncertainty),
-        ):
-            if values is not None:
-                outputs.add(_layer_name(key_added, name), rows, values)
+        for name, values in result.layers().items():
+            outputs.add(_layer_name(key_added, name), rows, values)
         if params.uncertainty:
             spread = uncertainty_layer(block, counts.genes, model, samples=params.uncertainty, rng=rng)
             outputs.add(_layer_name(key_added, UNCERTAINTY_LAYER), rows, spread)

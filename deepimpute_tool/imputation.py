@@ -9,6 +9,13 @@ import numpy as np
 
 from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.intervals import Calibration, calibrate
+from deepimpute_tool.loom import (
+    DETECTED_FILL_LAYER,
+    DETECTION_LAYER,
+    INTERVAL_HIGH_LAYER,
+    INTERVAL_LOW_LAYER,
+    UNCERTAINTY_LAYER,
+)
 from deepimpute_tool.model import Dropout, Model, Prediction
 from deepimpute_tool.options import option, parameters, shared_option
 
@@ -234,6 +241,17 @@ class ImputedBlock:
     interval_low: np.ndarray | None = None
     interval_high: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
+
+    def layers(self) -> dict[str, np.ndarray]:
+        """The matrices besides the counts that this block has, by the name of their layer."""
+        named = {
+            DETECTED_FILL_LAYER: self.detected_fill,
+            DETECTION_LAYER: self.detection,
+            INTERVAL_LOW_LAYER: self.interval_low,
+            INTERVAL_HIGH_LAYER: self.interval_high,
+            UNCERTAINTY_LAYER: self.uncertainty,
+        }
+        return {name: values for name, values in named.items() if values is not None}
 
 
 def impute_block(

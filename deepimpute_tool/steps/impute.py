@@ -134,15 +134,7 @@ def impute_file(
                 # genes the model does not impute are unchanged, so all columns can be counted
                 zeros_filled += int(((counts == 0) & (imputed > 0)).sum())
                 observed_changed += int(((counts > 0) & (imputed != counts)).sum())
-                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts}
-                if result.detected_fill is not None:
-                    matrices[DETECTED_FILL_LAYER] = result.detected_fill
-                if result.detection is not None:
-                    matrices[DETECTION_LAYER] = result.detection
-                if calibration is not None:
-                    matrices[INTERVAL_LOW_LAYER] = result.interval_low
-                    matrices[INTERVAL_HIGH_LAYER] = result.interval_high
-                    matrices[UNCERTAINTY_LAYER] = result.uncertainty
+                matrices = {**block.matrices, MAIN: imputed, RAW_LAYER: counts, **result.layers()}
                 if params.uncertainty:
                     matrices[UNCERTAINTY_LAYER] = uncertainty_layer(
                         counts, reader.genes, model, samples=params.uncertainty, rng=rng
