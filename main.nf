@@ -40,8 +40,10 @@ workflow {
         def model = params.model ? file(params.model, checkIfExists: true) : []
         DEEPIMPUTE(samples(params.input), model, params.evaluate)
 
-        DEEPIMPUTE.out.versions
+        // every module's version, from the topic channel the modules emit into: [process, tool, version]
+        channel.topic('versions')
+            .map { process, tool, version -> "\"${process.tokenize(':').last()}\":\n    ${tool}: ${version}" }
             .unique()
-            .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
+            .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
     }
 }

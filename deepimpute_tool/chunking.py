@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.options import option, parameters
+from deepimpute_tool.options import option, parameters, shared_option
 
 CHUNK_ATTR = "deepimpute_chunk"
 CHUNK_SOURCE_ATTR = "deepimpute_chunk_source"
@@ -37,6 +37,7 @@ class SplitParameters:
     chunk_size: int = option(
         10_000, minimum=1, galaxy=False, label="Cells per chunk", help="Cells per chunk."
     )
+    layer: str | None = shared_option("layer")
 
 
 def chunk_name(stem: str, number: int) -> str:

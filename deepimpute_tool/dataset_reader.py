@@ -1,28 +1,33 @@
 """A :class:`~deepimpute_tool.dataset.Dataset` in memory read as a Loom is: a block of cells at a time.
 
-``impute`` streams a Loom through :class:`~deepimpute_tool.loom.LoomReader`; an input that
-:func:`~deepimpute_tool.formats.open_input` reads whole (h5ad) goes through the same loop as a
-:class:`DatasetReader`, whose blocks are dense slices of the sparse counts.
+The steps stream a Loom through :class:`~deepimpute_tool.loom.LoomReader`; an input that
+:func:`~deepimpute_tool.formats.open_input` reads whole (h5ad) goes through the same loops as a
+:class:`DatasetReader`, whose blocks are dense slices of the sparse counts and layers.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from deepimpute_tool.dataset import Dataset
+from deepimpute_tool.dataset import Dataset, check_counts, count_dtype
+from deepimpute_tool.errors import InputError
 from deepimpute_tool.loom import MAIN, CellBlock, cells_per_block
 
 
 class DatasetReader:
-    """The part of :class:`~deepimpute_tool.loom.LoomReader` that imputation uses, over a Dataset."""
+    """The part of :class:`~deepimpute_tool.loom.LoomReader` that the steps use, over a Dataset
+    (its counts as the main matrix, its layers by name)."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, *, path: str | os.PathLike | None = None) -> None:
+        self.dataset, self.path = dataset, None if path is None else Path(path)
         self.genes, self.cells = dataset.genes, dataset.cells
         self.n_cells, self.n_genes = dataset.n_cells, dataset.n_genes
-        self.layer_names: list[str] = []  # only the counts are read; an h5ad output copies the rest
+        self.layer_names: list[str] = list(dataset.layers)
+        self._matrices = {MAIN: dataset.counts, **dataset.layers}
 
     def count_dtype(self) -> np.dtype:
         return self.dataset.counts.dtype
@@ -31,25 +36,40 @@ class DatasetReader:
         return {
             "genes": self.genes,
             "gene_attrs": dict(self.dataset.gene_attrs),
-            "layer_dtypes": {MAIN: self.count_dtype()},
+            "layer_dtypes": {name: matrix.dtype for name, matrix in self._matrices.items()},
         }
 
-    def file_attrs(self) -> dict[str, str]:
-        return dict(self.dataset.file_attrs)
+    def file_attrs(self, *, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+        return {key: value for key, value in self.dataset.file_attrs.items() if key not in exclude}
+
+    def cell_attrs(self, cells: slice | None = None) -> dict[str, np.ndarray]:
+        chosen = cells or slice(None)
+        return {name: values[chosen] for name, values in self.dataset.cell_attrs.items()}
 
     def blocks(
-        self, *, layers: tuple[str, ...] = (MAIN,), chunk_cells: int | None = None, attrs: bool = False
+        self,
+        *,
+        layers: tuple[str, ...] = (MAIN,),
+        counts: tuple[str, ...] = (MAIN,),
+        chunk_cells: int | None = None,
+        attrs: bool = False,
+        within: slice | None = None,
     ) -> Iterator[CellBlock]:
         """Blocks of consecutive cells (cells x genes, dense), as :meth:`LoomReader.blocks` gives them."""
-        if tuple(layers) != (MAIN,):
-            raise ValueError("a DatasetReader has the counts alone")
-        step = cells_per_block(self.n_genes, self.count_dtype().itemsize, chunk_cells)
-        for start in range(0, self.n_cells, step):
-            cells = slice(start, min(start + step, self.n_cells))
-            cell_attrs = {}
-            if attrs:
-                cell_attrs = {
-                    "CellID": self.cells[cells],
-                    **{name: values[cells] for name, values in self.dataset.cell_attrs.items()},
-                }
-            yield CellBlock(cells, {MAIN: self.dataset.counts[cells].toarray()}, cell_attrs)
+        for name in layers:
+            if name not in self._matrices:
+                raise InputError(self.path, f"has no layer '{name}'")
+        first, last = (within.start, within.stop) if within else (0, self.n_cells)
+        widest = max(self._matrices[name].dtype.itemsize for name in layers)
+        step = cells_per_block(self.n_genes, max(widest, 4), chunk_cells)
+        for start in range(first, last, step):
+            cells = slice(start, min(start + step, last))
+            matrices = {}
+            for name in layers:
+                values = self._matrices[name][cells].toarray()
+                if name in counts and name != MAIN:  # the counts were checked as they were read
+                    check_counts(values, path=self.path, what=f"layer '{name}'")
+                    values = values.astype(count_dtype(float(values.max()) if values.size else 0.0))
+                matrices[name] = values
+            cell_attrs = {"CellID": self.cells[cells], **self.cell_attrs(cells)} if attrs else {}
+            yield CellBlock(cells, matrices, cell_attrs)

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool.dataset import Dataset, as_counts, check_names, check_unique
+from deepimpute_tool.dataset_reader import DatasetReader
 from deepimpute_tool.errors import DeepImputeError, InputError
 from deepimpute_tool.h5ad import is_h5ad, read_h5ad
 from deepimpute_tool.hdf5 import compressed_sparse, dataset, open_hdf5, read_strings, require_file
@@ -228,7 +229,12 @@ def _read_table(path: Path, *, orientation: str) -> Dataset:
 
 @contextlib.contextmanager
 def open_input(
-    path: str | os.PathLike, *, orientation: str = "auto", layer: str | None = None
+    path: str | os.PathLike,
+    *,
+    orientation: str = "auto",
+    layer: str | None = None,
+    layers: bool = False,
+    counts: bool = True,
 ) -> Iterator[LoomReader | Dataset]:
     """Open any supported input, once: a Loom as a :class:`LoomReader`, which reads blocks of
     cells on demand; h5ad, 10x HDF5, a 10x folder and CSV/TSV read whole into a :class:`Dataset`.
@@ -246,6 +252,10 @@ def open_input(
     layer
         For h5ad: the layer holding the counts (``raw`` for ``.raw.X``); None reads ``X``.
         Refused for the other formats.
+    layers
+        For h5ad: read its other layers and its provenance too (a Loom's are read on demand).
+    counts
+        For h5ad: whether the main matrix must hold counts (False: imputed values are read as they are).
     """
     path = Path(path)
     if path.is_dir():
@@ -263,12 +273,22 @@ def open_input(
             _no_layer(path, layer)
             yield LoomReader.of(handle, path)
         elif kind == "h5ad":
-            yield read_h5ad(handle, path, layer=layer)
+            yield read_h5ad(handle, path, layer=layer, layers=layers, counts=counts)
         elif kind == "10x":
             _no_layer(path, layer)
             yield _read_10x_h5(handle, path)
         else:
             raise InputError(path, "is HDF5 but not a Loom, h5ad or 10x Genomics matrix file")
+
+
+@contextlib.contextmanager
+def open_blocks(
+    path: str | os.PathLike, *, layer: str | None = None, layers: bool = True, counts: bool = True
+) -> Iterator[LoomReader | DatasetReader]:
+    """Any input as a reader of blocks of cells (see :func:`open_input`): a Loom streamed, any
+    other format read whole, an h5ad with its other layers and provenance when ``layers``."""
+    with open_input(path, layer=layer, layers=layers, counts=counts) as source:
+        yield source if isinstance(source, LoomReader) else DatasetReader(source, path=path)
 
 
 def input_kind(handle: h5py.File) -> str:

@@ -23,7 +23,7 @@ from deepimpute_tool.dataset import Dataset, as_counts
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.hdf5 import check_fully_stored, compressed_sparse, dataset, read_strings
 from deepimpute_tool.limits import require_memory
-from deepimpute_tool.loom import MAIN, RAW_LAYER, CellBlock
+from deepimpute_tool.loom import MAIN, MAX_FILE_ATTR_BYTES, RAW_LAYER, CellBlock
 
 if TYPE_CHECKING:
     from deepimpute_tool.h5ad_slots import KeptSlots
@@ -75,6 +75,12 @@ class H5adWriter:
                  layer_dtypes: dict[str, np.dtype], n_cells: int, keep: KeptSlots | None = None) -> None:  # fmt: skip
         self._file, self._genes, self._gene_attrs, self.n_cells = handle, genes, gene_attrs, 0
         self._keep = keep
+        if RAW_LAYER in layer_dtypes and COUNTS_LAYER in layer_dtypes:
+            raise InputError(
+                None,
+                f"has layers '{RAW_LAYER}' and '{COUNTS_LAYER}', which an h5ad holds in one place, "
+                f"layers['{COUNTS_LAYER}']: write a Loom instead",
+            )
         n_genes = len(genes)
         _encoding(handle, "anndata", "0.1.0")
         self._x = handle.create_dataset(
@@ -269,10 +275,12 @@ def is_h5ad(handle: h5py.File) -> bool:
     return text_attr(handle, "encoding-type") == "anndata" or {"obs", "var"} <= set(handle.keys())
 
 
-def read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Dataset:
+def read_h5ad(
+    handle: h5py.File, path: Path, *, layer: str | None = None, layers: bool = False, counts: bool = True
+) -> Dataset:
     """:func:`_read_h5ad`, with every way a malformed file can fail as an :class:`InputError`."""
     try:
-        return _read_h5ad(handle, path, layer=layer)
+        return _read_h5ad(handle, path, layer=layer, layers=layers, counts=counts)
     except InputError:
         raise
     except (KeyError, TypeError, ValueError, OSError, AttributeError, IndexError) as error:
@@ -300,9 +308,13 @@ def _layer_list(handle: h5py.File) -> str:
     return ", ".join(names) or "none"
 
 
-def _read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Dataset:
+def _read_h5ad(
+    handle: h5py.File, path: Path, *, layer: str | None = None, layers: bool = False, counts: bool = True
+) -> Dataset:
     """The counts of an open h5ad (``X``, or ``layer``), cells named by ``obs``'s index and genes
-    by ``var``'s (``raw/var``'s for ``raw.X``).
+    by ``var``'s (``raw/var``'s for ``raw.X``); with ``layers``, every other layer of those genes
+    (by its name) and the provenance of earlier steps (``uns["deepimpute_<step>"]``) too. With
+    ``counts=False`` the main matrix may hold any numbers (imputed values), as float32 or float64.
 
     Reads every value itself, within the limits of :mod:`deepimpute_tool.limits`: names,
     numeric and text columns, categoricals (as their labels) and nullable columns (missing
@@ -314,6 +326,30 @@ def _read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Da
     _rename_name_column(cell_attrs, cells, name="CellID", axis="obs")
     _rename_name_column(gene_attrs, genes, name="Gene", axis="var")
     shape = (cells.size, genes.size)
+    main = _matrix(handle, where, shape=shape, path=path)
+    what = "matrix" if layer is None else ("matrix raw.X" if layer == RAW_X else f"layer '{layer}'")
+    others = {}
+    if layers and genes_at == "var" and isinstance(handle.get("layers"), h5py.Group):
+        others = {
+            name: _matrix(handle, f"layers/{name}", shape=shape, path=path)
+            for name in handle["layers"].keys()
+            if f"layers/{name}" != where
+        }
+    return Dataset(
+        counts=as_counts(main, path=path, what=what)
+        if counts
+        else main.astype(np.result_type(main.dtype, np.float32)),
+        genes=genes,
+        cells=cells,
+        gene_attrs=gene_attrs,
+        cell_attrs=cell_attrs,
+        layers=others,
+        file_attrs=_provenance(handle, path) if layers else {},
+    )
+
+
+def _matrix(handle: h5py.File, where: str, *, shape: tuple[int, int], path: Path) -> sp.csr_matrix:
+    """The cells x genes matrix at ``where`` (dense, CSR or CSC), as CSR, checked before it is built."""
     x = handle.get(where)
     if x is None:
         raise InputError(path, f"is an h5ad without {where} (no matrix of counts)")
@@ -321,20 +357,25 @@ def _read_h5ad(handle: h5py.File, path: Path, *, layer: str | None = None) -> Da
         if x.shape != shape or x.dtype.kind not in "biuf":
             raise InputError(path, f"{where} is {x.shape} {x.dtype}; expected numbers of shape {shape}")
         check_fully_stored(x, path=path)
-        counts = sp.csr_matrix(_numbers(x, path=path))
-    else:
-        encoding = text_attr(x, "encoding-type")
-        declared = tuple(int(n) for n in np.atleast_1d(x.attrs.get("shape", ())))
-        if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
-            raise InputError(
-                path, f"{where} is a {encoding or 'group'} of shape {declared}, expected {shape}"
-            )
-        counts = compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
-    what = "matrix" if layer is None else ("matrix raw.X" if layer == RAW_X else f"layer '{layer}'")
-    return Dataset(
-        counts=as_counts(sp.csr_matrix(counts), path=path, what=what),
-        genes=genes,
-        cells=cells,
-        gene_attrs=gene_attrs,
-        cell_attrs=cell_attrs,
+        return sp.csr_matrix(_numbers(x, path=path))
+    encoding = text_attr(x, "encoding-type")
+    declared = tuple(int(n) for n in np.atleast_1d(x.attrs.get("shape", ())))
+    if encoding not in ("csr_matrix", "csc_matrix") or declared != shape:
+        raise InputError(path, f"{where} is a {encoding or 'group'} of shape {declared}, expected {shape}")
+    return sp.csr_matrix(
+        compressed_sparse(handle, x, shape=shape, path=path, by_rows=encoding == "csr_matrix")
     )
+
+
+def _provenance(handle: h5py.File, path: Path) -> dict[str, str]:
+    """The text entries ``uns["deepimpute_<step>"]`` that earlier steps wrote, as Loom's global attributes."""
+    uns = handle.get("uns")
+    found = {}
+    for key in uns.keys() if isinstance(uns, h5py.Group) else ():
+        item = uns[key] if key.startswith("deepimpute_") else None
+        if isinstance(item, h5py.Dataset) and item.ndim == 0 and h5py.check_string_dtype(item.dtype):
+            value = item[()]
+            value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if len(value) <= MAX_FILE_ATTR_BYTES:
+                found[key] = value
+    return found

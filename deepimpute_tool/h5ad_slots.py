@@ -48,12 +48,15 @@ class KeptSlots:
         are of the other genes.
     gene_columns
         The columns of the writer's gene attributes to add to ``var`` (replacing any of that name).
+    annotations_only
+        Keep obs and var alone (``mask``: the other slots describe the counts it hides).
     """
 
     source: h5py.File
     path: Path
     var: str = "var"
     gene_columns: tuple[str, ...] = ()
+    annotations_only: bool = False
 
     @property
     def keeps_genes(self) -> bool:
@@ -62,7 +65,8 @@ class KeptSlots:
     def layer_names(self) -> list[str]:
         """The input's layers that the output keeps."""
         layers = self.source.get("layers")
-        return sorted(layers.keys()) if self.keeps_genes and isinstance(layers, h5py.Group) else []
+        kept = self.keeps_genes and not self.annotations_only
+        return sorted(layers.keys()) if kept and isinstance(layers, h5py.Group) else []
 
     def copy_into(self, handle: h5py.File, *, gene_attrs: dict[str, np.ndarray], uns: h5py.Group) -> None:
         """Copy the kept slots into the output ``handle``, whose ``uns`` and ``layers`` the writer
@@ -86,6 +90,10 @@ class KeptSlots:
             write_array(var, name, gene_attrs[name])
             order = [*(c for c in order if c != name), name]
         var.attrs["column-order"] = np.array(order, dtype=object) if order else np.array([], dtype="float64")
+        if self.annotations_only:
+            for name in ("obsm", "obsp", "varm", "varp"):
+                write_dictionary(handle, name)
+            return
         _copy_missing(source.get("uns"), uns)
         if self.keeps_genes:
             _copy_missing(source.get("layers"), handle["layers"])
@@ -110,13 +118,22 @@ def _copy_missing(source: h5py.Group | None, target: h5py.Group) -> None:
 
 
 def kept_slots(
-    handle: h5py.File, path: str | os.PathLike, *, layer: str | None, gene_columns: tuple[str, ...]
+    handle: h5py.File,
+    path: str | os.PathLike,
+    *,
+    layer: str | None,
+    gene_columns: tuple[str, ...] = (),
+    annotations_only: bool = False,
 ) -> KeptSlots:
     """What an h5ad output keeps of the open h5ad input ``handle`` whose counts ``layer`` says where
     to read; refuses, naming the object, what would not copy faithfully."""
     path = Path(path)
     _, var = counts_location(handle, path, layer)
-    keep = KeptSlots(handle, path, var=var, gene_columns=gene_columns)
+    keep = KeptSlots(handle, path, var=var, gene_columns=gene_columns, annotations_only=annotations_only)
+    if annotations_only:
+        for name in ("obs", var):
+            _refuse_links(handle, name, path)
+        return keep
     index = text_attr(handle[var], "_index", "_index")
     if index in gene_columns:
         raise InputError(

@@ -44,7 +44,6 @@ class MaskParameters:
             "mcv: molecular cross-validation; every count split, scored on the held-out molecules",
         ),
         label="Protocol",
-        galaxy=False,  # the Galaxy score tool's figures are of masked entries
         help="paper: hide ⟨cells_per_gene⟩ positive entries per gene, kept in the layer 'original'; "
         "mcv: split every count's molecules at random, ⟨mcv_fraction⟩ of them into the layer 'heldout'.",
     )
@@ -55,10 +54,10 @@ class MaskParameters:
         min_open=True,
         max_open=True,
         label="Molecules held out (mcv)",
-        galaxy=False,
         help="With ⟨protocol⟩ mcv: the fraction of each count's molecules held out (Open Problems: 0.1).",
     )
     seed: int = shared_option("seed")
+    layer: str | None = shared_option("layer")
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,12 @@ GALAXY_STEPS = {
 }
 # output: the tools name their output file by it instead; train_impute: its command uses the two tokens
 GALAXY_WITHOUT_ARGUMENTS = ("output", "train_impute")
-# the output format of the merged Loom: a score (--evaluate) reads Loom
+# the output format of the merged file: Loom when it is scored (--evaluate), as `deepimpute run` does
 MERGE_SUFFIX = "ext.suffix = { params.evaluate ? 'loom' : params.output_format }"
+
+
+# options about the pipeline's input, which only filter reads: every later step reads filter's Loom
+FIRST_STEP_ONLY = ("layer",)
 
 
 def _nextflow_options(classes) -> list[Declared]:
@@ -236,7 +240,11 @@ def modules_config() -> str:
     ]
     for name, (classes, publishes) in PROCESSES.items():
         lines.append(f"    withName: '{name}' {{")
-        arguments = [_ext_arg(item) for item in _nextflow_options(classes)]
+        arguments = [
+            _ext_arg(item)
+            for item in _nextflow_options(classes)
+            if name == "DEEPIMPUTE_FILTER" or item.name not in FIRST_STEP_ONLY
+        ]
         if arguments:
             lines.append("        ext.args = { [")
             lines += [f"            {argument}," for argument in arguments]
@@ -248,7 +256,6 @@ def modules_config() -> str:
                 "        publishDir = [",
                 '            path: { "${params.outdir}/${meta.id}" },',
                 "            mode: params.publish_dir_mode,",
-                "            saveAs: { filename -> filename == 'versions.yml' ? null : filename },",
                 "        ]",
             ]
         lines.append("    }")
@@ -314,7 +321,8 @@ GENERATORS = {
 VERSION = r"\d+\.\d+\.\d+(?:[a-z0-9.]*)"
 # where a hand-written file names the version: what comes before it, as a regular expression
 VERSION_PLACES = {
-    "nextflow.config": [r"(\n    version = ')", r"(container = 'deepimpute-tool:)"],
+    "nextflow.config": [r"(\n    version = ')"],
+    ".nf-core.yml": [r"(\n  version: )"],
     "galaxy/macros.xml": [r'(<token name="@TOOL_VERSION@">)'],
     "Dockerfile": [r"(\nARG VERSION=)", r"(deepimpute-tool:)"],
     "README.md": [r"(deepimpute-tool:)"],
@@ -322,6 +330,10 @@ VERSION_PLACES = {
     "recipes/bioconda/meta.yaml": [r'({% set version = ")'],
     **{
         f"modules/local/deepimpute/{step}/environment.yml": [r"(bioconda::deepimpute-tool=)"]
+        for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
+    },
+    **{
+        f"modules/local/deepimpute/{step}/main.nf": [r"(deepimpute-tool:)"]
         for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
     },
 }

@@ -47,4 +47,9 @@ PY
 "$bin/deepimpute-mask" "$data/pbmc_small.loom" "$work/masked.loom" --cells-per-gene 3 --quiet
 "$bin/deepimpute-train" "$work/masked.loom" "$work/model.zip" --max-epochs 100 --quiet
 "$bin/deepimpute-impute" "$work/masked.loom" "$work/model.zip" "$data/pbmc_small.imputed.loom" --quiet
+# molecular cross-validation from the scanpy-layout h5ad, imputed into an h5ad
+"$bin/deepimpute-mask" "$data/pbmc_small.h5ad" "$work/mcv.h5ad" --layer counts --protocol mcv --quiet
+"$bin/deepimpute-train" "$work/mcv.h5ad" "$work/mcv_model.zip" --max-epochs 3 --quiet
+"$bin/deepimpute-impute" "$work/mcv.h5ad" "$work/mcv_model.zip" "$data/pbmc_small.mcv.imputed.h5ad" \
+    --no-detected-layer --quiet
 ls -l "$data"

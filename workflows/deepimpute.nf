@@ -19,16 +19,12 @@ workflow DEEPIMPUTE {
     evaluate   // boolean: mask before training and score after imputing
 
     main:
-    ch_versions = channel.empty()
-
     DEEPIMPUTE_FILTER(ch_samples)
-    ch_versions = ch_versions.mix(DEEPIMPUTE_FILTER.out.versions.first())
 
     ch_ready = DEEPIMPUTE_FILTER.out.loom
     if (evaluate) {
         DEEPIMPUTE_MASK(DEEPIMPUTE_FILTER.out.loom)
         ch_ready = DEEPIMPUTE_MASK.out.loom
-        ch_versions = ch_versions.mix(DEEPIMPUTE_MASK.out.versions.first())
     }
 
     if (model) {
@@ -37,28 +33,20 @@ workflow DEEPIMPUTE {
     else {
         DEEPIMPUTE_TRAIN(ch_ready)
         ch_model = DEEPIMPUTE_TRAIN.out.model
-        ch_versions = ch_versions.mix(DEEPIMPUTE_TRAIN.out.versions.first())
     }
 
     DEEPIMPUTE_SPLIT(ch_ready)
     ch_chunks = DEEPIMPUTE_SPLIT.out.chunks.transpose()
     DEEPIMPUTE_IMPUTE(ch_chunks.combine(ch_model, by: 0))
     DEEPIMPUTE_MERGE(DEEPIMPUTE_IMPUTE.out.loom.groupTuple())
-    ch_versions = ch_versions.mix(
-        DEEPIMPUTE_SPLIT.out.versions.first(),
-        DEEPIMPUTE_IMPUTE.out.versions.first(),
-        DEEPIMPUTE_MERGE.out.versions.first(),
-    )
 
     ch_scores = channel.empty()
     if (evaluate) {
         DEEPIMPUTE_SCORE(DEEPIMPUTE_MERGE.out.loom)
         ch_scores = DEEPIMPUTE_SCORE.out.scores
-        ch_versions = ch_versions.mix(DEEPIMPUTE_SCORE.out.versions.first())
     }
 
     emit:
     imputed  = DEEPIMPUTE_MERGE.out.loom // channel: [ val(meta), path(imputed.loom) ]
     scores   = ch_scores                 // channel: [ val(meta), path(scores.json) ]
-    versions = ch_versions               // channel: [ path(versions.yml) ]
 }

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepimpute_tool.errors import DeepImputeError, InputError
+from deepimpute_tool.formats import input_kind
 from deepimpute_tool.h5ad import H5adWriter
-from deepimpute_tool.h5ad_slots import KeptSlots
+from deepimpute_tool.h5ad_slots import KeptSlots, kept_slots
+from deepimpute_tool.hdf5 import open_hdf5
 from deepimpute_tool.loom import MAIN, LoomReader, LoomWriter
 from deepimpute_tool.model_loading import is_model_directory
 from deepimpute_tool.outputs import DIRECTORY, FILE, Output, atomic_directory, atomic_file, check_outputs
@@ -48,6 +50,29 @@ def writer_for(
 
 def is_h5ad_name(path: str | os.PathLike) -> bool:
     return Path(path).name.endswith(".h5ad")
+
+
+@contextlib.contextmanager
+def kept_slots_of(
+    in_path,
+    out_path,
+    *,
+    layer: str | None,
+    gene_columns: tuple[str, ...] = (),
+    annotations_only: bool = False,
+) -> Iterator[KeptSlots | None]:
+    """What an h5ad output keeps of an h5ad input (None for any other pair of formats): the input
+    as :func:`deepimpute_tool.formats.open_input` reads it, so that the names kept are its rows'."""
+    if not is_h5ad_name(out_path) or Path(in_path).is_dir():
+        yield None
+        return
+    with open_hdf5(in_path) as handle:
+        if input_kind(handle) != "h5ad":
+            yield None
+            return
+        yield kept_slots(
+            handle, in_path, layer=layer, gene_columns=gene_columns, annotations_only=annotations_only
+        )
 
 
 def model_output(path: str | os.PathLike) -> Output:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from deepimpute_tool.dataset import check_unique, require_cells_and_genes
-from deepimpute_tool.dataset_reader import DatasetReader
 from deepimpute_tool.errors import InputError, ModelError
-from deepimpute_tool.formats import input_kind, open_input
+from deepimpute_tool.formats import open_blocks
 from deepimpute_tool.h5ad import COUNTS_LAYER
-from deepimpute_tool.h5ad_slots import KeptSlots, kept_slots
-from deepimpute_tool.hdf5 import open_hdf5
 from deepimpute_tool.imputation import (
     ImputeParameters,
     ImputeSummary,
@@ -36,13 +31,12 @@ from deepimpute_tool.loom import (
     RAW_LAYER,
     UNCERTAINTY_LAYER,
     CellBlock,
-    LoomReader,
     provenance,
 )
 from deepimpute_tool.model_loading import load_model
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about, is_h5ad_name, refuse_layers, writer_for
+from deepimpute_tool.steps.common import about, kept_slots_of, refuse_layers, writer_for
 
 
 def impute_file(
@@ -69,10 +63,10 @@ def impute_file(
     with (
         about(in_path),
         memory_guard(),
-        open_input(in_path, layer=params.layer) as source,
-        _kept_slots(in_path, out_path, layer=params.layer) as keep,
+        kept_slots_of(in_path, out_path, layer=params.layer, gene_columns=(IMPUTED_GENE_ATTR,)) as keep,
+        # an h5ad output copies the input's own layers itself; any other output takes them as read
+        open_blocks(in_path, layer=params.layer, layers=keep is None) as reader,
     ):
-        reader = source if isinstance(source, LoomReader) else DatasetReader(source)
         require_cells_and_genes(reader, in_path)
         problem = missing_model_genes(model, reader.genes)
         if problem:
@@ -154,17 +148,3 @@ def impute_file(
         f"{summary.zeros_filled} zeros filled; {summary.observed_changed} observed counts changed"
     )
     return summary
-
-
-@contextlib.contextmanager
-def _kept_slots(in_path, out_path, *, layer: str | None) -> Iterator[KeptSlots | None]:
-    """What an h5ad output keeps of an h5ad input (None for any other pair of formats): the input
-    as :func:`deepimpute_tool.formats.open_input` reads it, so that the names kept are its rows'."""
-    if not is_h5ad_name(out_path) or Path(in_path).is_dir():
-        yield None
-        return
-    with open_hdf5(in_path) as handle:
-        if input_kind(handle) != "h5ad":
-            yield None
-            return
-        yield kept_slots(handle, in_path, layer=layer, gene_columns=(IMPUTED_GENE_ATTR,))

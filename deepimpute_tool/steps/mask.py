@@ -1,4 +1,11 @@
-"""``deepimpute mask``: hide real counts, by the paper's protocol or by molecular cross-validation."""
+"""``deepimpute mask``: hide real counts, by the paper's protocol or by molecular cross-validation.
+
+Reads a Loom or an h5ad (its counts from ``⟨layer⟩``) and writes either (by the output's name):
+the masked counts as the main matrix (X), what masking hid as a layer, the input's other layers
+and its cells' and genes' annotations (of an h5ad, obs and var as stored). Of an h5ad, what derives
+from the unmasked counts (a log-normalised X, embeddings, graphs, uns) is not carried: it would
+describe the values hidden.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,27 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepimpute_tool.dataset import require_cells_and_genes
+from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, LoomReader, provenance, write_dataset
+from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, dataset_blocks, dataset_layout, provenance
 from deepimpute_tool.masking import MaskParameters, mask_counts, split_molecules
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about, refuse_layers
+from deepimpute_tool.steps.common import about, kept_slots_of, refuse_layers, writer_for
 
 
 def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) -> None:
     """Hide real counts: positive entries into the layer ``original`` (the paper's protocol), or a
-    fraction of every count's molecules into the layer ``heldout`` (molecular cross-validation)."""
+    fraction of every count's molecules into the layer ``heldout`` (molecular cross-validation);
+    Loom or h5ad in, Loom or h5ad out (by ``out_path``'s name)."""
     check_outputs([Output(Path(out_path))], inputs=[in_path])
-    with about(in_path), memory_guard():
-        with LoomReader.open(in_path) as reader:
-            dataset = reader.read_dataset()
+    with (
+        about(in_path),
+        memory_guard(),
+        kept_slots_of(in_path, out_path, layer=params.layer, annotations_only=True) as keep,
+    ):
+        with open_input(in_path, layer=params.layer, layers=True) as source:
+            dataset = source.read_dataset()
         require_cells_and_genes(dataset, in_path)
         refuse_layers(in_path, list(dataset.layers), (ORIGINAL_LAYER, HELDOUT_LAYER), done="masked")
         parameters = asdict(params)
@@ -45,5 +58,12 @@ def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) 
                 genes_masked=result.n_genes_masked,
                 entries_masked=result.n_entries_masked,
             )
-        with atomic_file(out_path) as temporary:
-            write_dataset(temporary, dataset, file_attrs=provenance("mask", parameters))
+        with (
+            atomic_file(out_path) as temporary,
+            writer_for(
+                out_path, temporary, n_cells=dataset.n_cells, keep=keep, **dataset_layout(dataset)
+            ) as writer,
+        ):
+            for block in dataset_blocks(dataset):
+                writer.append(block)
+            writer.set_file_attrs({**dataset.file_attrs, **provenance("mask", parameters)})

@@ -83,6 +83,7 @@ def run_chain(in_path, out_dir, *, filtering: FilterParameters, masking: MaskPar
     out_dir = Path(out_dir)
     # ⟨layer⟩ chooses the counts of the input; every later step reads the Loom filter wrote
     training, imputing = (dataclasses.replace(params, layer=None) for params in (training, imputing))
+    masking = masking and dataclasses.replace(masking, layer=None)
     files = {key: out_dir / name for key, name in RUN_FILES.items()}
     evaluate = masking is not None
     imputed = [files["imputed_h5ad"]] if output_format == "h5ad" else []

@@ -1,4 +1,4 @@
-"""``deepimpute score``: a masked-then-imputed Loom scored against what masking hid; JSON and figures."""
+"""``deepimpute score``: a masked-then-imputed Loom or h5ad scored against what masking hid; JSON and figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from deepimpute_tool.dataset import require_cells_and_genes
+from deepimpute_tool.dataset_reader import DatasetReader
 from deepimpute_tool.errors import InputError
+from deepimpute_tool.formats import open_blocks
+from deepimpute_tool.h5ad import COUNTS_LAYER
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import (
     DETECTED_FILL_LAYER,
@@ -29,29 +32,31 @@ from deepimpute_tool.steps.common import about
 
 
 def default_scores_path(in_path: str | os.PathLike) -> Path:
-    """IN.scores.json beside IN (its .loom suffix dropped)."""
+    """IN.scores.json beside IN (its .loom or .h5ad suffix dropped)."""
     in_path = Path(in_path)
-    return in_path.with_name(in_path.name.removesuffix(".loom") + ".scores.json")
+    return in_path.with_name(in_path.name.removesuffix(".loom").removesuffix(".h5ad") + ".scores.json")
 
 
 def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, progress: Progress) -> dict:
-    """Score a masked-then-imputed Loom; write JSON and, with ``plots``, PNG figures into that folder.
+    """Score a masked-then-imputed Loom or h5ad; write JSON and, with ``plots``, PNG figures into that folder.
 
     The scores are those of the protocol the Loom was masked with: at the masked entries (layer
     ``original``), or by molecular cross-validation (layer ``heldout``); with ``params.labels``,
     clustering scores too. The paper's imputation that impute writes beside a denoised matrix
-    (layer ``detected_fill``) is scored at the masked entries too, under ``detected_fill``.
+    (layer ``detected_fill``) is scored at the masked entries too, under ``detected_fill``. The
+    counts imputed are the layer ``raw`` of a Loom, ``layers["counts"]`` of an h5ad.
     """
     out_path = Path(out_path) if out_path else default_scores_path(in_path)
     check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
-    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+    with about(in_path), memory_guard(), open_blocks(in_path, counts=False) as reader:
         require_cells_and_genes(reader, in_path)
+        raw_layer = RAW_LAYER if isinstance(reader, LoomReader) else COUNTS_LAYER
         protocols = [layer for layer in (ORIGINAL_LAYER, HELDOUT_LAYER) if layer in reader.layer_names]
-        if RAW_LAYER not in reader.layer_names or not protocols:
+        if raw_layer not in reader.layer_names or not protocols:
             raise InputError(
                 in_path,
-                "score needs a Loom made by 'deepimpute mask' then 'deepimpute impute' (layers 'raw', "
-                "and 'original' or 'heldout')",
+                "score needs a file made by 'deepimpute mask' then 'deepimpute impute' (layers "
+                f"'{raw_layer}', and 'original' or 'heldout')",
             )
         labels = None if params.labels is None else _labels(reader, params.labels)
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
@@ -60,10 +65,10 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, INTERVAL_LOW_LAYER, INTERVAL_HIGH_LAYER)
             if name in reader.layer_names
         ]
-        layers = (MAIN, RAW_LAYER, *protocols, *extra)
+        layers = (MAIN, raw_layer, *protocols, *extra)
 
         def blocks():
-            for block in reader.blocks(layers=layers, counts=(RAW_LAYER, *protocols)):
+            for block in reader.blocks(layers=layers, counts=(raw_layer, *protocols)):
                 yield block, _imputed(block.matrices[MAIN])
 
         entries = None
@@ -71,7 +76,7 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             # one pass over the file: the main matrix's masked entries, and the paper fill's beside it
             main, paper = [], []
             for b, imputed in blocks():
-                original, raw = b.matrices[ORIGINAL_LAYER], b.matrices[RAW_LAYER]
+                original, raw = b.matrices[ORIGINAL_LAYER], b.matrices[raw_layer]
                 main.append(masked_entries(original, raw, imputed, cell_offset=b.cells.start,
                                            uncertainty=b.matrices.get(UNCERTAINTY_LAYER),
                                            low=b.matrices.get(INTERVAL_LOW_LAYER),
@@ -90,13 +95,13 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
                 }
         if HELDOUT_LAYER in protocols:
             metrics.update(mcv_scores(
-                lambda: ((imputed, b.matrices[RAW_LAYER], b.matrices[HELDOUT_LAYER]) for b, imputed in blocks())
+                lambda: ((imputed, b.matrices[raw_layer], b.matrices[HELDOUT_LAYER]) for b, imputed in blocks())
             ))  # fmt: skip
         if params.labels is not None:
             from deepimpute_tool.clustering import clustering_metrics
 
             imputed = np.vstack([imputed for _, imputed in blocks()])
-            raw = np.vstack([b.matrices[RAW_LAYER] for b, _ in blocks()])
+            raw = np.vstack([b.matrices[raw_layer] for b, _ in blocks()])
             metrics["clustering"] = {
                 "labels": params.labels,
                 "imputed": clustering_metrics(imputed, labels, seed=params.seed),
@@ -113,7 +118,7 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
     return metrics
 
 
-def _labels(reader: LoomReader, name: str) -> np.ndarray:
+def _labels(reader: LoomReader | DatasetReader, name: str) -> np.ndarray:
     """The cell attribute ``name`` as text labels, refused unless it can be scored against."""
     found = reader.cell_attrs()
     if name not in found:

@@ -1,4 +1,8 @@
-"""``deepimpute split``: a Loom into Looms of a fixed number of cells, to impute them in parallel."""
+"""``deepimpute split``: a Loom or h5ad into Looms of a fixed number of cells, to impute them in parallel.
+
+Each chunk holds its cells' counts (of an h5ad: ``X`` or ``⟨layer⟩``) and layers, cell and gene
+annotations, and the input's provenance; ``merge`` puts the chunks back together.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +19,28 @@ from deepimpute_tool.chunking import (
     is_chunk_folder,
 )
 from deepimpute_tool.errors import InputError
+from deepimpute_tool.formats import open_blocks
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import LoomReader, LoomWriter, provenance
+from deepimpute_tool.loom import LoomWriter, provenance
 from deepimpute_tool.outputs import DIRECTORY, Output, atomic_directory, check_outputs
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.steps.common import about, copy_blocks
 
 
 def split_file(in_path, out_dir, *, params: SplitParameters, progress: Progress) -> list[Path]:
-    """Split a Loom into Looms of ``chunk_size`` cells each, each recording its place."""
+    """Split a Loom or h5ad into Looms of ``chunk_size`` cells each, each recording its place."""
     out_dir = Path(out_dir)
     output = Output(
         out_dir, DIRECTORY, replaceable=is_chunk_folder, what="a folder of chunks made by 'deepimpute split'"
     )
     check_outputs([output], inputs=[in_path])
     names = []
-    with about(in_path), memory_guard(), LoomReader.open(in_path) as reader:
+    with about(in_path), memory_guard(), open_blocks(in_path, layer=params.layer) as reader:
         if reader.n_cells == 0:
             raise InputError(in_path, "the matrix is empty")
         attrs = {**reader.file_attrs(), **provenance("split", asdict(params))}
         starts = range(0, reader.n_cells, params.chunk_size)
-        stem = Path(in_path).name.removesuffix(".loom")
+        stem = Path(in_path).name.removesuffix(".loom").removesuffix(".h5ad")
         split_id = uuid.uuid4().hex
         with atomic_directory(out_dir) as temporary:
             for number, start in enumerate(starts, start=1):

@@ -41,7 +41,10 @@ SAMPLESHEET_SCHEMA = REPO / "assets" / "schema_input.json"
 MODULES = sorted((REPO / "modules" / "local" / "deepimpute").glob("*/main.nf"))
 SCRIPTS = [MAIN_NF, REPO / "workflows" / "deepimpute.nf", *MODULES]
 CONFIGS = [CONFIG, *sorted((REPO / "conf").glob("*.config"))]
-PROFILES = ("test", "docker", "singularity", "gpu", "slurm", "awsbatch")
+PROFILES = (
+    "test", "test_full", "docker", "singularity", "apptainer", "podman", "conda", "gpu", "slurm", "awsbatch"
+)  # fmt: skip
+BIOCONTAINER = f"deepimpute-tool:{__version__}--pyhdfd78af_0"  # bioconda's build of a noarch: python recipe
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,10 +137,10 @@ def test_modules_follow_nf_core_conventions(pipeline):
         assert name == f"DEEPIMPUTE_{module.name.upper()}"
         assert "tag " in directives and "label 'process_" in directives, name
         assert process.inputs[0].startswith("tuple val(meta)"), name
-        assert "versions" in _emits(process), name
-        assert "publishDir" not in directives and "container" not in directives, (
-            f"{name}: that belongs in config"
-        )
+        versions = _versions_output(process)
+        assert "emit: versions_deepimpute" in versions and "val('deepimpute')" in versions, name
+        assert "publishDir" not in directives, f"{name}: that belongs in config"
+        assert 'conda "${moduleDir}/environment.yml"' in directives, name
         assert "task.ext.args" in process.script and "task.ext.prefix" in process.stub, name
         assert re.search(r"\bdeepimpute-\w+", process.script), f"{name} calls no bin/ executable"
         assert "params." not in process.script + process.stub, (
@@ -149,6 +152,39 @@ def test_modules_follow_nf_core_conventions(pipeline):
         assert f"name: deepimpute_{module.name}" in meta and "10.1186/s13059-019-1837-6" in meta
         for emit in _emits(process):
             assert re.search(rf"^  {emit}:", meta, flags=re.MULTILINE), f"{module.name}/meta.yml lacks {emit}"
+
+
+def _versions_output(process) -> str:
+    """The output that gives the process's version to the topic channel ``versions``, as nf-core's template."""
+    found = [output for output in process.outputs if output.endswith("topic: versions")]
+    assert len(found) == 1, process.name
+    return found[0]
+
+
+def _container(pipeline: Pipeline, process, *, engine: str, accelerator: int | None = None) -> str:
+    directive = next(d for d in process.directives if d.startswith("container "))
+    return str(pipeline.evaluate(
+        {"task": {"accelerator": accelerator, "ext": {}}, "workflow": {"containerEngine": engine}},
+        directive.removeprefix("container "),
+    ))  # fmt: skip
+
+
+def test_every_module_names_its_biocontainer_and_train_the_gpu_image(pipeline):
+    for name, process in pipeline.processes.items():
+        for engine in ("docker", "podman"):
+            assert _container(pipeline, process, engine=engine) == f"biocontainers/{BIOCONTAINER}", name
+        for engine in ("singularity", "apptainer"):
+            expected = f"https://depot.galaxyproject.org/singularity/{BIOCONTAINER}"
+            assert _container(pipeline, process, engine=engine) == expected, name
+        gpu = _container(pipeline, process, engine="docker", accelerator=1)
+        assert gpu == (
+            f"deepimpute-tool:{__version__}-gpu"
+            if name == "DEEPIMPUTE_TRAIN"
+            else f"biocontainers/{BIOCONTAINER}"
+        )
+    assert not re.search(r"^\s*(process\.)?container\s*=", CONFIG.read_text(), flags=re.MULTILINE), (
+        "each module names its container"
+    )
 
 
 def test_every_param_is_in_the_schema_with_its_default_and_the_reverse():
@@ -191,19 +227,21 @@ def test_profiles_exist_and_set_what_they_claim():
     assert "docker.enabled = true" in profiles["docker"] and "-u $(id -u):$(id -g)" in profiles["docker"]
     assert "singularity.enabled = true" in profiles["singularity"]
     assert "--gpus all" in profiles["gpu"] and "--nv" in profiles["gpu"]
+    assert (
+        "apptainer.enabled = true" in profiles["apptainer"] and "podman.enabled = true" in profiles["podman"]
+    )
+    assert "conda.enabled = true" in profiles["conda"]
     gpu_label = re.search(r"withLabel:\s*process_gpu\s*\{([^}]*)\}", profiles["gpu"]).group(1)
-    assert "accelerator = 1" in gpu_label and f"container = 'deepimpute-tool:{__version__}-gpu'" in gpu_label
+    assert "accelerator = 1" in gpu_label
     assert "params.device = 'gpu'" in profiles["gpu"]
     assert "executor = 'slurm'" in profiles["slurm"]
     assert "executor = 'awsbatch'" in profiles["awsbatch"]
-    assert "includeConfig 'conf/test.config'" in profiles["test"]
-    test_input = re.search(
-        r'input = "\$\{projectDir\}/(.+)"', (REPO / "conf" / "test.config").read_text()
-    ).group(1)
-    assert (REPO / test_input).is_file()
-    assert re.search(
-        rf"^    container = 'deepimpute-tool:{re.escape(__version__)}'$", text, flags=re.MULTILINE
-    )
+    for test in ("test", "test_full"):
+        assert f"includeConfig 'conf/{test}.config'" in profiles[test]
+        test_input = re.search(
+            r'input = "\$\{projectDir\}/(.+)"', (REPO / "conf" / f"{test}.config").read_text()
+        ).group(1)
+        assert (REPO / test_input).is_file(), test
     # every label a module uses has resources in base.config, as nf-core's template sets them
     base = (REPO / "conf" / "base.config").read_text()
     for label in {m for path in MODULES for m in re.findall(r"label '(process_\w+)'", path.read_text())} - {
@@ -215,7 +253,7 @@ def test_profiles_exist_and_set_what_they_claim():
 
 def test_reports_never_block_a_second_run():
     text = CONFIG.read_text()
-    for kind in ("timeline", "report", "trace"):
+    for kind in ("timeline", "report", "trace", "dag"):
         block = _profile(text, kind)
         assert "enabled = true" in block and "new Date().format(" in block, kind
 
@@ -310,8 +348,12 @@ class TaskRunner:
             ["bash", "-ue", "-c", command], cwd=work, env=self.env, capture_output=True, text=True
         )
         assert result.returncode == 0, f"{process} failed:\n{command}\n{result.stderr[-3000:]}"
-        versions = (work / "versions.yml").read_text()
-        assert f'"{process}":' in versions and f"deepimpute: {__version__}" in versions, versions
+        # what Nextflow's eval() output runs in the task's directory after the script
+        version = re.search(r"eval\('(.+)'\)", _versions_output(self.pipeline.processes[process])).group(1)
+        found = subprocess.run(
+            ["bash", "-c", version], cwd=work, env=self.env, capture_output=True, text=True
+        )
+        assert found.stdout.strip() == __version__, (version, found.stdout, found.stderr)
         return work
 
 
@@ -344,6 +386,25 @@ def pipeline_run(pipeline, tmp_path_factory):
         "scored": scored,
         "runner": runner,
     }
+
+
+def test_a_counts_layer_is_read_by_filter_alone(pipeline, tmp_path):
+    """⟨layer⟩ chooses the counts of the h5ad the pipeline is given; the later steps read filter's
+    Loom, which has no layers to choose from (passing it on made train refuse the Loom)."""
+    params = config_params(PARAMS)
+    params.update(min_genes=0, min_cells=1, max_epochs=1, layer="counts")
+    runner = TaskRunner(pipeline, params, tmp_path)
+    meta = {"id": "pbmc"}
+    filtered = runner.run("DEEPIMPUTE_FILTER", meta, {"counts": REPO / "galaxy/test-data/pbmc_small.h5ad"})
+    model = runner.run("DEEPIMPUTE_TRAIN", meta, {"loom": filtered / "pbmc.filtered.loom"}) / "pbmc.model"
+    chunk = next(
+        (runner.run("DEEPIMPUTE_SPLIT", meta, {"loom": filtered / "pbmc.filtered.loom"}) / "chunks").glob(
+            "*.loom"
+        )
+    )
+    work = runner.run("DEEPIMPUTE_IMPUTE", meta, {"chunk": chunk, "model": model})
+    imputed = read_matrix(work / f"{chunk.name.removesuffix('.loom')}.imputed.loom")
+    assert imputed.shape[1] == 80 and np.isfinite(imputed).all()
 
 
 def test_filter_and_train_draw_their_figures(pipeline_run):

@@ -2,12 +2,17 @@ process DEEPIMPUTE_IMPUTE {
     tag "${meta.id}:${chunk.baseName}"
     label 'process_single'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/deepimpute-tool:0.1.0--pyhdfd78af_0' :
+        'biocontainers/deepimpute-tool:0.1.0--pyhdfd78af_0' }"
+
     input:
     tuple val(meta), path(chunk), path(model)
 
     output:
     tuple val(meta), path("*.imputed.loom"), emit: loom
-    path "versions.yml"                    , emit: versions
+    tuple val("${task.process}"), val('deepimpute'), eval('deepimpute --version | sed "s/^deepimpute, version //"'), emit: versions_deepimpute, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -21,21 +26,11 @@ process DEEPIMPUTE_IMPUTE {
         '${model}' \\
         '${prefix}.imputed.loom' \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 
     stub:
     def prefix = task.ext.prefix ?: "${chunk.baseName}"
     """
     touch '${prefix}.imputed.loom'
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 }

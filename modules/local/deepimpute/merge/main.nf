@@ -2,12 +2,17 @@ process DEEPIMPUTE_MERGE {
     tag "${meta.id}"
     label 'process_single'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/deepimpute-tool:0.1.0--pyhdfd78af_0' :
+        'biocontainers/deepimpute-tool:0.1.0--pyhdfd78af_0' }"
+
     input:
     tuple val(meta), path(chunks, stageAs: 'chunks/*')
 
     output:
     tuple val(meta), path("*.imputed.{loom,h5ad}"), emit: loom
-    path "versions.yml"                           , emit: versions
+    tuple val("${task.process}"), val('deepimpute'), eval('deepimpute --version | sed "s/^deepimpute, version //"'), emit: versions_deepimpute, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -21,11 +26,6 @@ process DEEPIMPUTE_MERGE {
         '${prefix}.imputed.${suffix}' \\
         chunks/*.loom \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 
     stub:
@@ -33,10 +33,5 @@ process DEEPIMPUTE_MERGE {
     def suffix = task.ext.suffix ?: 'loom'
     """
     touch '${prefix}.imputed.${suffix}'
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 }

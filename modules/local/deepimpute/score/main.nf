@@ -2,13 +2,18 @@ process DEEPIMPUTE_SCORE {
     tag "${meta.id}"
     label 'process_single'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/deepimpute-tool:0.1.0--pyhdfd78af_0' :
+        'biocontainers/deepimpute-tool:0.1.0--pyhdfd78af_0' }"
+
     input:
     tuple val(meta), path(loom)
 
     output:
     tuple val(meta), path("*.scores.json"), emit: scores
     tuple val(meta), path("*.plots")      , emit: plots
-    path "versions.yml"                   , emit: versions
+    tuple val("${task.process}"), val('deepimpute'), eval('deepimpute --version | sed "s/^deepimpute, version //"'), emit: versions_deepimpute, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -22,11 +27,6 @@ process DEEPIMPUTE_SCORE {
         --output '${prefix}.scores.json' \\
         --plots '${prefix}.plots' \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 
     stub:
@@ -34,10 +34,5 @@ process DEEPIMPUTE_SCORE {
     """
     mkdir '${prefix}.plots'
     echo '{}' > '${prefix}.scores.json'
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 }

@@ -2,12 +2,17 @@ process DEEPIMPUTE_SPLIT {
     tag "${meta.id}"
     label 'process_single'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/deepimpute-tool:0.1.0--pyhdfd78af_0' :
+        'biocontainers/deepimpute-tool:0.1.0--pyhdfd78af_0' }"
+
     input:
     tuple val(meta), path(loom)
 
     output:
     tuple val(meta), path("chunks/*.loom"), emit: chunks
-    path "versions.yml"                   , emit: versions
+    tuple val("${task.process}"), val('deepimpute'), eval('deepimpute --version | sed "s/^deepimpute, version //"'), emit: versions_deepimpute, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -19,11 +24,6 @@ process DEEPIMPUTE_SPLIT {
         '${loom}' \\
         chunks \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 
     stub:
@@ -31,10 +31,5 @@ process DEEPIMPUTE_SPLIT {
     """
     mkdir chunks
     touch 'chunks/${prefix}.chunk0001.loom'
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 }

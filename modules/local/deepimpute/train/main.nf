@@ -3,13 +3,19 @@ process DEEPIMPUTE_TRAIN {
     label 'process_high'
     label 'process_gpu'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ task.accelerator ? 'deepimpute-tool:0.1.0-gpu' :
+        workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/deepimpute-tool:0.1.0--pyhdfd78af_0' :
+        'biocontainers/deepimpute-tool:0.1.0--pyhdfd78af_0' }"
+
     input:
     tuple val(meta), path(loom)
 
     output:
     tuple val(meta), path("*.model")   , emit: model
     tuple val(meta), path("*.loss.png"), emit: loss_plot
-    path "versions.yml"                , emit: versions
+    tuple val("${task.process}"), val('deepimpute'), eval('deepimpute --version | sed "s/^deepimpute, version //"'), emit: versions_deepimpute, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -24,11 +30,6 @@ process DEEPIMPUTE_TRAIN {
         --loss-plot '${prefix}.loss.png' \\
         --cores ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 
     stub:
@@ -36,10 +37,5 @@ process DEEPIMPUTE_TRAIN {
     """
     mkdir '${prefix}.model'
     touch '${prefix}.model/model.json' '${prefix}.model/weights.npz' '${prefix}.loss.png'
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        deepimpute: \$(deepimpute --version | sed 's/^deepimpute, version //')
-    END_VERSIONS
     """
 }

@@ -1,0 +1,121 @@
+"""AnnData through the evaluation and scaling steps: mask, score, split and merge read h5ad."""
+
+from __future__ import annotations
+
+import json
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepimpute_tool.loom import read_loom
+from tests.helpers import PBMC_SMALL, TINY_TRAINING, dense, run
+from tests.unit.test_api import anndata_of
+
+
+@pytest.fixture(scope="module")
+def scanpy_h5ad(tmp_path_factory):
+    """pbmc_small as scanpy users hold it: log-normalised X, counts in a layer, every slot filled."""
+    path = tmp_path_factory.mktemp("h5ad") / "pbmc_small.h5ad"
+    anndata_of(read_loom(PBMC_SMALL)).write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def masked(scanpy_h5ad, tmp_path_factory):
+    """The same counts masked from the h5ad's counts layer and from the Loom, and a model of them."""
+    work = tmp_path_factory.mktemp("masked")
+    run("deepimpute-mask", scanpy_h5ad, work / "masked.h5ad", "--layer", "counts", "--cells-per-gene", 3)
+    run("deepimpute-mask", PBMC_SMALL, work / "masked.loom", "--cells-per-gene", 3)
+    run("deepimpute-train", work / "masked.loom", work / "model.zip", *TINY_TRAINING)
+    return work
+
+
+def test_mask_of_an_h5ad_hides_the_same_counts_and_keeps_no_trace_of_them(scanpy_h5ad, masked):
+    before, after = anndata.read_h5ad(scanpy_h5ad), anndata.read_h5ad(masked / "masked.h5ad")
+    loom = read_loom(masked / "masked.loom")
+    assert np.array_equal(dense(after.X), dense(loom.counts))
+    assert np.array_equal(dense(after.layers["original"]), dense(before.layers["counts"]))
+    # the counts read, the log-normalised X and what was computed from them are not carried;
+    # other layers are, as of a Loom
+    assert set(after.layers) == {"original", "other"} and not after.obsm and not after.obsp
+    assert "leiden" not in after.uns
+    assert np.array_equal(dense(after.layers["other"]), dense(before.layers["other"]))
+    assert isinstance(after.obs["cell_type"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(after.obs, before.obs)
+    assert json.loads(after.uns["deepimpute_mask"])["parameters"]["layer"] == "counts"
+
+
+def test_score_of_an_h5ad_equals_that_of_the_loom(masked):
+    model = masked / "model.zip"
+    outputs = {
+        "loom": masked / "from_loom.loom",
+        "h5ad": masked / "from_h5ad.h5ad",
+        "h5ad_to_loom": masked / "from_h5ad.loom",  # the mask's layer carried into a Loom
+    }
+    run("deepimpute-impute", masked / "masked.loom", model, outputs["loom"])
+    run("deepimpute-impute", masked / "masked.h5ad", model, outputs["h5ad"])
+    run("deepimpute-impute", masked / "masked.h5ad", model, outputs["h5ad_to_loom"])
+    scores = {}
+    for name, path in outputs.items():
+        labels = ["--labels", "cell_type"] if name == "h5ad" else []  # the Loom names it CellType
+        run("deepimpute-score", path, "--output", masked / f"{name}.json", *labels)
+        scores[name] = json.loads((masked / f"{name}.json").read_text())
+    for key in ("mse", "pearson", "mse_count_ge2", "detected_fill"):
+        assert scores["h5ad"][key] == scores["loom"][key] == scores["h5ad_to_loom"][key], key
+    assert scores["h5ad"]["masked_entries"] > 0
+    assert scores["h5ad"]["clustering"]["labels"] == "cell_type"
+    with h5py.File(outputs["h5ad_to_loom"], "r") as loom:
+        assert "deepimpute_mask" in loom["attrs"], "the h5ad's provenance reaches the Loom"
+
+
+def test_molecular_cross_validation_through_h5ad(scanpy_h5ad, masked, tmp_path):
+    run("deepimpute-mask", scanpy_h5ad, tmp_path / "mcv.h5ad", "--layer", "counts", "--protocol", "mcv")
+    before, after = anndata.read_h5ad(scanpy_h5ad), anndata.read_h5ad(tmp_path / "mcv.h5ad")
+    assert np.array_equal(dense(after.X) + dense(after.layers["heldout"]), dense(before.layers["counts"]))
+    run("deepimpute-impute", tmp_path / "mcv.h5ad", masked / "model.zip", tmp_path / "imputed.h5ad")
+    run("deepimpute-score", tmp_path / "imputed.h5ad")
+    scores = json.loads((tmp_path / "imputed.scores.json").read_text())
+    assert np.isfinite(scores["mcv_score"]) and scores["mcv_mse_without_imputation"] > 0
+
+
+def test_split_and_merge_of_an_h5ad(scanpy_h5ad, tmp_path):
+    run("deepimpute-split", scanpy_h5ad, tmp_path / "chunks", "--layer", "counts", "--chunk-size", 30)
+    chunks = sorted((tmp_path / "chunks").glob("*.loom"))
+    assert [c.name for c in chunks] == [f"pbmc_small.chunk000{n}.loom" for n in (1, 2, 3)]
+    run("deepimpute-merge", tmp_path / "merged.h5ad", *chunks)
+    before, after = anndata.read_h5ad(scanpy_h5ad), anndata.read_h5ad(tmp_path / "merged.h5ad")
+    assert np.array_equal(dense(after.X), dense(before.layers["counts"]))
+    assert list(after.obs_names) == list(before.obs_names) and list(after.var_names) == list(before.var_names)
+    assert list(after.obs["cell_type"]) == list(before.obs["cell_type"])
+
+
+def test_score_of_an_h5ad_that_was_not_masked_names_what_it_lacks(scanpy_h5ad, tmp_path):
+    result = run("deepimpute-score", scanpy_h5ad, "--output", tmp_path / "s.json", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {scanpy_h5ad}: score needs a file made by 'deepimpute mask' then 'deepimpute impute' "
+        "(layers 'counts', and 'original' or 'heldout')"
+    ]
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_raw_and_a_counts_layer_cannot_both_reach_an_h5ad(scanpy_h5ad, masked, tmp_path):
+    """An h5ad holds the counts imputed in layers['counts']: split's chunks of an h5ad read from X
+    carry its own counts layer, and their imputation adds 'raw' beside it."""
+    source = tmp_path / "x_counts.h5ad"
+    adata = anndata.read_h5ad(scanpy_h5ad)
+    adata.X = adata.layers["counts"].copy()
+    adata.write_h5ad(source)
+    run("deepimpute-split", source, tmp_path / "chunks", "--chunk-size", 40)
+    imputed = []
+    for chunk in sorted((tmp_path / "chunks").glob("*.loom")):
+        imputed.append(tmp_path / chunk.name.replace(".loom", ".imputed.loom"))
+        run("deepimpute-impute", chunk, masked / "model.zip", imputed[-1])
+    result = run("deepimpute-merge", tmp_path / "merged.h5ad", *imputed, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "has layers 'raw' and 'counts'" in result.stderr and "write a Loom instead" in result.stderr
+    assert not (tmp_path / "merged.h5ad").exists()
+    run("deepimpute-merge", tmp_path / "merged.loom", *imputed)
