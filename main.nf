@@ -8,8 +8,9 @@
  *   nextflow run main.nf --help
  */
 
-include { paramsHelp; validateParameters; paramsSummaryLog; samplesheetToList } from 'plugin/nf-schema'
+include { paramsHelp; validateParameters; paramsSummaryLog; paramsSummaryMap; samplesheetToList } from 'plugin/nf-schema'
 include { DEEPIMPUTE } from './workflows/deepimpute'
+include { MULTIQC    } from './modules/local/multiqc/main'
 
 /*
  * --input: a samplesheet CSV (columns sample,path, checked against assets/schema_input.json),
@@ -28,6 +29,28 @@ def samples(input) {
     }
 }
 
+/*
+ * The parameters a run was given, by group, as MultiQC custom content (a section of HTML).
+ */
+def escapeHtml(text) {
+    return text.toString().replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+}
+
+def parametersSummary(summary) {
+    def header = [
+        "id: 'deepimpute-tool-summary'",
+        "section_name: 'deepimpute-tool: parameters'",
+        "description: 'The parameters this run was given.'",
+        "plot_type: 'html'",
+        'data: |',
+        '    <dl class="dl-horizontal">',
+    ]
+    def rows = summary.collectMany { _group, values ->
+        values.collect { name, value -> "        <dt>${escapeHtml(name)}</dt><dd><samp>${escapeHtml(value)}</samp></dd>".toString() }
+    }
+    return (header + rows + ['    </dl>']).join('\n') + '\n'
+}
+
 workflow {
     main:
     if (params.help) {
@@ -41,9 +64,20 @@ workflow {
         DEEPIMPUTE(samples(params.input), model, params.evaluate)
 
         // every module's version, from the topic channel the modules emit into: [process, tool, version]
-        channel.topic('versions')
+        ch_versions = channel.topic('versions')
             .map { process, tool, version -> "\"${process.tokenize(':').last()}\":\n    ${tool}: ${version}" }
             .unique()
-            .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
+            .collectFile(name: 'deepimpute_software_mqc_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: true)
+
+        // one report for every sample: DeepImpute's sections, the versions and the parameters
+        ch_summary = channel.value(parametersSummary(paramsSummaryMap(workflow)))
+            .collectFile(name: 'deepimpute_parameters_mqc.yaml')
+        MULTIQC(
+            DEEPIMPUTE.out.multiqc_files
+                .flatMap { _meta, files -> files }
+                .mix(ch_versions, ch_summary)
+                .collect(),
+            file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true),
+        )
     }
 }

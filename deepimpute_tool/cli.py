@@ -32,6 +32,7 @@ from deepimpute_tool.steps.filter import filter_file
 from deepimpute_tool.steps.impute import impute_file
 from deepimpute_tool.steps.mask import mask_file
 from deepimpute_tool.steps.merge import merge_files
+from deepimpute_tool.steps.report import report_files
 from deepimpute_tool.steps.run import OutputParameters, RunParameters, run_chain
 from deepimpute_tool.steps.score import score_file
 from deepimpute_tool.steps.split import split_file
@@ -187,6 +188,27 @@ def score_command(input_path, output, plots, quiet, **options):
     metrics = score_file(input_path, output, params=params, plots=plots, progress=_progress(quiet))
     if not quiet:
         click.echo(summary_table(metrics))
+
+
+@cli.command("report")
+@click.argument("sample", metavar="SAMPLE")
+@click.argument("outdir", metavar="OUTDIR", type=_path())
+@click.option("--counts", required=True, type=_path(), help="The sample's counts as filter wrote them.")
+@click.option("--model", required=True, type=_path(), help="The model that imputed the sample.")
+@click.option("--scores", type=_path(dir_okay=False), help="The scores that score wrote, if it was scored.")
+@click.option(
+    "--figure", "figures", multiple=True, type=_path(), help="A PNG figure, or a folder of them (repeatable)."
+)
+@quiet_option
+def report_command(sample, outdir, counts, model, scores, figures, quiet):
+    """A sample's results as MultiQC custom content in OUTDIR, for the pipeline's report.
+
+    A General Statistics row (cells, genes, imputed genes, epochs, and the headline score), the
+    loss per epoch, the scores as a table, and the figures as images.
+    """
+    report_files(
+        sample, outdir, counts=counts, model=model, scores=scores, figures=figures, progress=_progress(quiet)
+    )
 
 
 @cli.command("split")

@@ -94,15 +94,17 @@ SCHEMA_GROUPS = {
     "score_options": ("Score options", "With --evaluate: accuracy at the masked entries (deepimpute score).",
                       (ScoreParameters,)),
 }  # fmt: skip
-# process -> (parameter classes of its ext.args, whether it publishes to --outdir)
+SAMPLE_FOLDER = '"${params.outdir}/${meta.id}"'
+# process -> (parameter classes of its ext.args, the folder of --outdir it publishes to, or None)
 PROCESSES = {
-    "DEEPIMPUTE_FILTER": ((FilterParameters,), True),
-    "DEEPIMPUTE_MASK": ((MaskParameters,), True),
-    "DEEPIMPUTE_TRAIN": ((TrainingParameters,), True),
-    "DEEPIMPUTE_SPLIT": ((SplitParameters,), False),
-    "DEEPIMPUTE_IMPUTE": ((ImputeParameters,), False),
-    "DEEPIMPUTE_MERGE": ((), True),
-    "DEEPIMPUTE_SCORE": ((ScoreParameters,), True),
+    "DEEPIMPUTE_FILTER": ((FilterParameters,), SAMPLE_FOLDER),
+    "DEEPIMPUTE_MASK": ((MaskParameters,), SAMPLE_FOLDER),
+    "DEEPIMPUTE_TRAIN": ((TrainingParameters,), SAMPLE_FOLDER),
+    "DEEPIMPUTE_SPLIT": ((SplitParameters,), None),
+    "DEEPIMPUTE_IMPUTE": ((ImputeParameters,), None),
+    "DEEPIMPUTE_MERGE": ((), SAMPLE_FOLDER),
+    "DEEPIMPUTE_SCORE": ((ScoreParameters,), SAMPLE_FOLDER),
+    "MULTIQC": ((), '"${params.outdir}/multiqc"'),
 }
 GALAXY_STEPS = {
     "filter": FilterParameters,
@@ -238,7 +240,7 @@ def modules_config() -> str:
         "// Each process's options (task.ext.args) come from the pipeline's params.",
         "process {",
     ]
-    for name, (classes, publishes) in PROCESSES.items():
+    for name, (classes, folder) in PROCESSES.items():
         lines.append(f"    withName: '{name}' {{")
         arguments = [
             _ext_arg(item)
@@ -251,10 +253,10 @@ def modules_config() -> str:
             lines.append("        ].findAll { argument -> argument }.join(' ') }")
         if name == "DEEPIMPUTE_MERGE":
             lines.append(f"        {MERGE_SUFFIX}")
-        if publishes:
+        if folder:
             lines += [
                 "        publishDir = [",
-                '            path: { "${params.outdir}/${meta.id}" },',
+                f"            path: {{ {folder} }},",
                 "            mode: params.publish_dir_mode,",
                 "        ]",
             ]
@@ -319,6 +321,7 @@ GENERATORS = {
 
 
 VERSION = r"\d+\.\d+\.\d+(?:[a-z0-9.]*)"
+MODULE_STEPS = ("filter", "mask", "train", "split", "impute", "merge", "score", "report")
 # where a hand-written file names the version: what comes before it, as a regular expression
 VERSION_PLACES = {
     "nextflow.config": [r"(\n    version = ')"],
@@ -330,12 +333,9 @@ VERSION_PLACES = {
     "recipes/bioconda/meta.yaml": [r'({% set version = ")'],
     **{
         f"modules/local/deepimpute/{step}/environment.yml": [r"(bioconda::deepimpute-tool=)"]
-        for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
+        for step in MODULE_STEPS
     },
-    **{
-        f"modules/local/deepimpute/{step}/main.nf": [r"(deepimpute-tool:)"]
-        for step in ("filter", "mask", "train", "split", "impute", "merge", "score")
-    },
+    **{f"modules/local/deepimpute/{step}/main.nf": [r"(deepimpute-tool:)"] for step in MODULE_STEPS},
 }
 
 

@@ -35,6 +35,11 @@ echo "== Galaxy virtualenv $GX_VENV"
 [ -x "$GX_VENV/bin/python" ] || python3 -m venv "$GX_VENV"
 [ -x "$GX_VENV/bin/galaxy-web" ] || "$GX_VENV/bin/python" -m pip install --quiet galaxy==26.1.1 planemo==0.75.47
 
+MQC_VENV=${MQC_VENV:-.venv-multiqc}
+echo "== MultiQC virtualenv $MQC_VENV"
+[ -x "$MQC_VENV/bin/python" ] || python3 -m venv "$MQC_VENV"
+[ -x "$MQC_VENV/bin/multiqc" ] || "$MQC_VENV/bin/python" -m pip install --quiet multiqc==1.35
+
 echo "== ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
@@ -43,7 +48,7 @@ echo "== generated files (options' surfaces) up to date"
 "$VENV/bin/python" -m deepimpute_tool.surfaces --check
 
 echo "== pytest, every tier"
-export GX_VENV TOOL_PATH="$PWD/$VENV/bin"
+export GX_VENV MQC_VENV TOOL_PATH="$PWD/$VENV/bin"
 # --require-tools: a missing outside tool fails its tests instead of skipping them.
 # pytest exits 5 when it collected no test: that is a failure too.
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --require-tools "$@"

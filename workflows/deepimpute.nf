@@ -11,6 +11,7 @@ include { DEEPIMPUTE_SPLIT  } from '../modules/local/deepimpute/split/main'
 include { DEEPIMPUTE_IMPUTE } from '../modules/local/deepimpute/impute/main'
 include { DEEPIMPUTE_MERGE  } from '../modules/local/deepimpute/merge/main'
 include { DEEPIMPUTE_SCORE  } from '../modules/local/deepimpute/score/main'
+include { DEEPIMPUTE_REPORT } from '../modules/local/deepimpute/report/main'
 
 workflow DEEPIMPUTE {
     take:
@@ -41,12 +42,27 @@ workflow DEEPIMPUTE {
     DEEPIMPUTE_MERGE(DEEPIMPUTE_IMPUTE.out.loom.groupTuple())
 
     ch_scores = channel.empty()
+    ch_figures = DEEPIMPUTE_FILTER.out.qc_plot
+    if (!model) {
+        ch_figures = ch_figures.mix(DEEPIMPUTE_TRAIN.out.loss_plot)
+    }
     if (evaluate) {
         DEEPIMPUTE_SCORE(DEEPIMPUTE_MERGE.out.loom)
         ch_scores = DEEPIMPUTE_SCORE.out.scores
+        ch_figures = ch_figures.mix(DEEPIMPUTE_SCORE.out.plots)
     }
 
+    // each sample's results as MultiQC custom content: [meta, counts, model, scores or [], figures]
+    ch_report_scores = evaluate ? ch_scores : DEEPIMPUTE_FILTER.out.loom.map { meta, _loom -> [meta, []] }
+    DEEPIMPUTE_REPORT(
+        DEEPIMPUTE_FILTER.out.loom
+            .join(ch_model)
+            .join(ch_report_scores)
+            .join(ch_figures.groupTuple())
+    )
+
     emit:
-    imputed  = DEEPIMPUTE_MERGE.out.loom // channel: [ val(meta), path(imputed.loom) ]
-    scores   = ch_scores                 // channel: [ val(meta), path(scores.json) ]
+    imputed       = DEEPIMPUTE_MERGE.out.loom             // channel: [ val(meta), path(imputed.loom) ]
+    scores        = ch_scores                             // channel: [ val(meta), path(scores.json) ]
+    multiqc_files = DEEPIMPUTE_REPORT.out.multiqc_files   // channel: [ val(meta), [ path(*_mqc.*) ] ]
 }

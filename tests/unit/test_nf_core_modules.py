@@ -15,7 +15,10 @@ from deepimpute_tool import __version__
 from tests.helpers import REPO
 
 NF_CORE = REPO.parent / "shared" / "recipes" / "nf-core"
-MODULES = sorted((REPO / "modules" / "local" / "deepimpute").iterdir())
+MODULES = [
+    *sorted((REPO / "modules" / "local" / "deepimpute").iterdir()),
+    REPO / "modules" / "local" / "multiqc",
+]
 
 
 def _validator(name: str) -> jsonschema.protocols.Validator:
@@ -47,7 +50,11 @@ def test_environment_yml_is_valid_and_pins_this_version(module):
     environment = yaml.safe_load((module / "environment.yml").read_text())
     errors = [e.message for e in _validator("environment-schema.json").iter_errors(environment)]
     assert not errors, "\n".join(errors)
-    assert environment["dependencies"] == [f"bioconda::deepimpute-tool={__version__}"]
+    if module.name == "multiqc":  # the version its containers name
+        version = re.search(r"multiqc:([\d.]+)--", (module / "main.nf").read_text()).group(1)
+        assert environment["dependencies"] == [f"bioconda::multiqc={version}"]
+    else:
+        assert environment["dependencies"] == [f"bioconda::deepimpute-tool={__version__}"]
 
 
 def test_a_meta_yml_in_the_old_list_form_is_refused():

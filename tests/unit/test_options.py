@@ -64,7 +64,9 @@ def test_a_new_option_reaches_every_surface_from_its_declaration(monkeypatch):
     groups["train_options"] = (title, description, (WithANewOption,))
     monkeypatch.setattr(surfaces, "SCHEMA_GROUPS", groups)
     monkeypatch.setattr(
-        surfaces, "PROCESSES", {**surfaces.PROCESSES, "DEEPIMPUTE_TRAIN": ((WithANewOption,), True)}
+        surfaces,
+        "PROCESSES",
+        {**surfaces.PROCESSES, "DEEPIMPUTE_TRAIN": ((WithANewOption,), surfaces.SAMPLE_FOLDER)},
     )
 
     schema = json.loads(surfaces.nextflow_schema())

@@ -220,6 +220,8 @@ class Pipeline:
 def ext_settings(config: Path, process: str, params: dict, pipeline: Pipeline) -> dict:
     """A process's ``ext.*`` closures in a modules.config, each evaluated by Groovy with ``params``."""
     text = config.read_text()
+    if f"withName: '{process}'" not in text:
+        return {}
     start = text.index(f"withName: '{process}'")
     block = text[start : text.index("\n    }", start)]
     settings = {}

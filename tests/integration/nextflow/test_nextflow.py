@@ -39,12 +39,18 @@ PARAMS, MODULES_CONFIG, SCHEMA = (
 )
 SAMPLESHEET_SCHEMA = REPO / "assets" / "schema_input.json"
 MODULES = sorted((REPO / "modules" / "local" / "deepimpute").glob("*/main.nf"))
-SCRIPTS = [MAIN_NF, REPO / "workflows" / "deepimpute.nf", *MODULES]
+MULTIQC_MODULE = REPO / "modules" / "local" / "multiqc" / "main.nf"
+SCRIPTS = [MAIN_NF, REPO / "workflows" / "deepimpute.nf", *MODULES, MULTIQC_MODULE]
 CONFIGS = [CONFIG, *sorted((REPO / "conf").glob("*.config"))]
 PROFILES = (
     "test", "test_full", "docker", "singularity", "apptainer", "podman", "conda", "gpu", "slurm", "awsbatch"
 )  # fmt: skip
 BIOCONTAINER = f"deepimpute-tool:{__version__}--pyhdfd78af_0"  # bioconda's build of a noarch: python recipe
+# the MultiQC the pipeline's module pins, which tests/run_all.sh installs in a virtualenv of its own
+MQC_VENV = REPO / os.environ.get("MQC_VENV", ".venv-multiqc")
+MULTIQC_VERSION = re.search(
+    r"bioconda::multiqc=([\d.]+)", (REPO / "modules" / "local" / "multiqc" / "environment.yml").read_text()
+).group(1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,9 +119,22 @@ def test_every_emit_used_exists(pipeline):
             assert re.search(rf"^\s*{emit}\s*=", pipeline.workflow, flags=re.MULTILINE), f"{name}.out.{emit}"
 
 
+def _calls(text: str, name: str) -> list[str]:
+    """The argument lists of every call of ``name`` in ``text``, over as many lines as they take."""
+    found = []
+    for match in re.finditer(rf"(?<![.\w]){name}\(", text):
+        depth = 0
+        for end in range(match.end() - 1, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                found.append(text[match.end() : end].strip().rstrip(","))
+                break
+    return found
+
+
 def test_every_process_is_called_with_as_many_inputs_as_it_declares(pipeline):
     for name, process in pipeline.processes.items():
-        calls = re.findall(rf"(?<![.\w]){name}\((.*)\)\s*$", pipeline.workflow, flags=re.MULTILINE)
+        calls = _calls(pipeline.workflow, name)
         assert calls, f"{name} is never called"
         for arguments in calls:
             assert _top_level_arguments(arguments) == len(process.inputs), f"{name}({arguments})"
@@ -130,9 +149,13 @@ def test_modules_follow_nf_core_conventions(pipeline):
         "impute",
         "merge",
         "score",
+        "report",
     }
     for name, process in pipeline.processes.items():
         directives = " ".join(process.directives)
+        if name == "MULTIQC":  # a report of every sample: no meta, no deepimpute executable
+            assert "emit: versions_multiqc" in _versions_output(process) and "conda " in directives
+            continue
         module = pipeline.process_files[name].parent
         assert name == f"DEEPIMPUTE_{module.name.upper()}"
         assert "tag " in directives and "label 'process_" in directives, name
@@ -171,17 +194,17 @@ def _container(pipeline: Pipeline, process, *, engine: str, accelerator: int | N
 
 def test_every_module_names_its_biocontainer_and_train_the_gpu_image(pipeline):
     for name, process in pipeline.processes.items():
+        image = f"multiqc:{MULTIQC_VERSION}--pyhdfd78af_0" if name == "MULTIQC" else BIOCONTAINER
         for engine in ("docker", "podman"):
-            assert _container(pipeline, process, engine=engine) == f"biocontainers/{BIOCONTAINER}", name
+            assert _container(pipeline, process, engine=engine) == f"biocontainers/{image}", name
         for engine in ("singularity", "apptainer"):
-            expected = f"https://depot.galaxyproject.org/singularity/{BIOCONTAINER}"
+            expected = f"https://depot.galaxyproject.org/singularity/{image}"
             assert _container(pipeline, process, engine=engine) == expected, name
         gpu = _container(pipeline, process, engine="docker", accelerator=1)
-        assert gpu == (
-            f"deepimpute-tool:{__version__}-gpu"
-            if name == "DEEPIMPUTE_TRAIN"
-            else f"biocontainers/{BIOCONTAINER}"
+        expected = (
+            f"deepimpute-tool:{__version__}-gpu" if name == "DEEPIMPUTE_TRAIN" else f"biocontainers/{image}"
         )
+        assert gpu == expected, name
     assert not re.search(r"^\s*(process\.)?container\s*=", CONFIG.read_text(), flags=re.MULTILINE), (
         "each module names its container"
     )
@@ -302,8 +325,8 @@ def test_default_params_are_valid_and_wrong_ones_are_not():
 def test_every_module_has_an_nf_test_that_the_parser_reads(pipeline):
     import jpype
 
-    for module in MODULES:
-        name = f"DEEPIMPUTE_{module.parent.name.upper()}"
+    for module in [*MODULES, MULTIQC_MODULE]:
+        name = "MULTIQC" if module == MULTIQC_MODULE else f"DEEPIMPUTE_{module.parent.name.upper()}"
         test = module.parent / "tests" / "main.nf.test"
         text = test.read_text()
         jpype.JClass("groovy.lang.GroovyShell")().parse(text)  # a syntax error raises
@@ -327,21 +350,28 @@ class TaskRunner:
         python_bin = str(Path(sys.executable).parent)
         self.env = {
             **os.environ,
-            "PATH": f"{REPO / 'bin'}:{python_bin}:{os.environ['PATH']}",
+            # MultiQC from its own virtualenv, after everything else (its python must not shadow ours)
+            "PATH": f"{REPO / 'bin'}:{python_bin}:{os.environ['PATH']}:{MQC_VENV / 'bin'}",
             "PYTHONPATH": str(REPO),
         }
 
-    def run(self, process: str, meta: dict, inputs: dict, stage_as: str = "", stub: bool = False) -> Path:
+    def run(
+        self, process: str, meta: dict, inputs: dict, stage_as: str | dict = "", stub: bool = False
+    ) -> Path:
+        """Run ``process`` with ``inputs`` (paths or lists of paths by name) staged in its work
+        directory, or in its folder ``stage_as`` (one for every input, or by input name)."""
         self.count += 1
         work = self.root / f"{self.count:02d}_{process}"
-        (work / stage_as).mkdir(parents=True)
+        work.mkdir(parents=True)
         ext = ext_settings(MODULES_CONFIG, process, self.params, self.pipeline)
         variables = {"meta": meta, "task": {"process": process, "cpus": 2, "attempt": 1, "ext": ext}}
         for name, value in inputs.items():
+            folder = stage_as.get(name, "") if isinstance(stage_as, dict) else stage_as
+            (work / folder).mkdir(parents=True, exist_ok=True)
             staged = []
             for path in value if isinstance(value, list) else [value]:
-                (work / stage_as / path.name).symlink_to(path.resolve())
-                staged.append(StagedFile(str(Path(stage_as) / path.name) if stage_as else path.name))
+                (work / folder / path.name).symlink_to(path.resolve())
+                staged.append(StagedFile(str(Path(folder) / path.name) if folder else path.name))
             variables[name] = staged if isinstance(value, list) else staged[0]
         command = self.pipeline.command(process, variables, stub=stub)
         result = subprocess.run(
@@ -353,7 +383,8 @@ class TaskRunner:
         found = subprocess.run(
             ["bash", "-c", version], cwd=work, env=self.env, capture_output=True, text=True
         )
-        assert found.stdout.strip() == __version__, (version, found.stdout, found.stderr)
+        expected = MULTIQC_VERSION if process == "MULTIQC" else __version__
+        assert found.stdout.strip() == expected, (version, found.stdout, found.stderr)
         return work
 
 
@@ -377,7 +408,16 @@ def pipeline_run(pipeline, tmp_path_factory):
         runner.run("DEEPIMPUTE_MERGE", meta, {"chunks": imputed}, stage_as="chunks") / "mouse1m.imputed.loom"
     )
     scored = runner.run("DEEPIMPUTE_SCORE", meta, {"loom": merged})
+    figures = [filtered / "mouse1m.qc.png", model.parent / "mouse1m.loss.png", scored / "mouse1m.plots"]
+    report = runner.run(
+        "DEEPIMPUTE_REPORT",
+        meta,
+        {"counts": filtered / "mouse1m.filtered.loom", "model": model, "scores": scored / "mouse1m.scores.json",
+         "figures": figures},
+        stage_as={"figures": "figures"},
+    )  # fmt: skip
     return {
+        "report": report / "mouse1m.multiqc",
         "filtered": filtered,
         "masked": masked,
         "model": model,
@@ -457,7 +497,92 @@ def test_score_writes_scores_and_plots(pipeline_run):
     ]
 
 
-def test_every_stub_makes_what_its_process_declares(pipeline, pipeline_run):
+def test_report_gives_multiqc_every_steps_results(pipeline_run):
+    files = sorted(path.name for path in pipeline_run["report"].iterdir())
+    assert files == [
+        "mouse1m.deepimpute_figure_imputed_vs_true_mqc.json",
+        "mouse1m.deepimpute_figure_loss_mqc.json",
+        "mouse1m.deepimpute_figure_mse_distributions_mqc.json",
+        "mouse1m.deepimpute_figure_qc_mqc.json",
+        "mouse1m.deepimpute_loss_mqc.json",
+        "mouse1m.deepimpute_scores_mqc.json",
+        "mouse1m.deepimpute_stats_mqc.json",
+    ]
+    stats = json.loads((pipeline_run["report"] / "mouse1m.deepimpute_stats_mqc.json").read_text())["data"][
+        "mouse1m"
+    ]
+    scores = json.loads((pipeline_run["scored"] / "mouse1m.scores.json").read_text())
+    assert stats["cells"] == 10000 and stats["epochs"] == 2 and stats["pearson"] == scores["pearson"]
+
+
+def _main_nf_groovy(pipeline: Pipeline, call: str, **values):
+    """``call`` evaluated by Groovy after main.nf's own functions and closures it names."""
+    text = MAIN_NF.read_text()
+    function = re.search(
+        r"^def escapeHtml\(.*?^def parametersSummary\(.*?^\}$", text, flags=re.MULTILINE | re.DOTALL
+    ).group(0)
+    versions = re.search(r"\.map (\{ process, tool, version -> .*\})$", text, flags=re.MULTILINE).group(1)
+    return str(pipeline.evaluate(values, f"{function}\ndef versionLine = {versions}\n{call}"))
+
+
+@pytest.fixture(scope="module")
+def multiqc_report(pipeline, pipeline_run, tmp_path_factory, request):
+    """MULTIQC's script on the report's files, the versions and the parameters as main.nf writes them."""
+    require(request.config, (MQC_VENV / "bin" / "multiqc").exists(), "MultiQC's virtualenv (MQC_VENV)")
+    inputs = tmp_path_factory.mktemp("multiqc_inputs")
+    processes = ["DEEPIMPUTE_FILTER", "DEEPIMPUTE_TRAIN", "DEEPIMPUTE_SCORE"]
+    lines = [_main_nf_groovy(pipeline, f"versionLine('DEEPIMPUTE:{name}', 'deepimpute', '{__version__}')")
+             for name in processes]  # fmt: skip
+    (inputs / "deepimpute_software_mqc_versions.yml").write_text("\n".join(lines) + "\n")
+    summary = {"Input/output options": {"input": "mouse1m_10k.loom", "outdir": "results"},
+               "Training options": {"max_epochs": 2}}  # fmt: skip
+    (inputs / "deepimpute_parameters_mqc.yaml").write_text(
+        _main_nf_groovy(pipeline, "parametersSummary(summary)", summary=summary)
+    )
+    runner = pipeline_run["runner"]
+    files = [*sorted(pipeline_run["report"].iterdir()), *sorted(inputs.iterdir())]
+    config = REPO / "assets" / "multiqc_config.yml"
+    return runner.run(
+        "MULTIQC", {}, {"multiqc_files": files, "multiqc_config": config}, stage_as={"multiqc_files": "1"}
+    )
+
+
+def test_multiqc_report_holds_every_section(multiqc_report):
+    html = (multiqc_report / "multiqc_report.html").read_text()
+    for text in ("DeepImpute: training loss", "DeepImpute: scores", "deepimpute-tool: parameters",
+                 "max_epochs", "Software Versions", "DEEPIMPUTE_TRAIN"):  # fmt: skip
+        assert text in html, text
+    for figure in (
+        "qc",
+        "loss",
+        "imputed_vs_true",
+        "mse_distributions",
+    ):  # each image is a section of its own
+        assert f'id="deepimpute_figure_mouse1m_{figure}-section"' in html, figure
+    general = (multiqc_report / "multiqc_data" / "multiqc_general_stats.txt").read_text().splitlines()
+    header, row = general[0].split("\t"), general[1].split("\t")
+    assert row[0] == "mouse1m" and row[header.index("custom_content_deepimpute_stats-cells")] == "10000"
+
+
+def test_multiqc_report_opens_in_a_browser(multiqc_report, tmp_path, request):
+    """The report as a reader sees it: rendered by chromium, its scripts run (the plots are drawn by them)."""
+    require(request.config, shutil.which("chromium") is not None, "chromium")
+    screenshot = tmp_path / "multiqc_report.png"
+    chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+              "--disable-background-networking", "--window-size=1400,1600", "--virtual-time-budget=20000",
+              f"--user-data-dir={tmp_path / 'chrome'}"]  # fmt: skip
+    page = (multiqc_report / "multiqc_report.html").as_uri()
+    subprocess.run([*chrome, f"--screenshot={screenshot}", page], capture_output=True, timeout=180)
+    dom = subprocess.run([*chrome, "--dump-dom", page], capture_output=True, text=True, timeout=180).stdout
+    assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 50_000
+    # plotly drew the loss curves into the page (an SVG of the plot exists only once scripts ran)
+    assert 'id="deepimpute_loss_plot"' in dom and "main-svg" in dom
+    if os.environ.get("MULTIQC_SCREENSHOT"):
+        shutil.copyfile(screenshot, os.environ["MULTIQC_SCREENSHOT"])
+
+
+def test_every_stub_makes_what_its_process_declares(pipeline, pipeline_run, request):
+    require(request.config, (MQC_VENV / "bin" / "multiqc").exists(), "MultiQC's virtualenv (MQC_VENV)")
     runner, meta = pipeline_run["runner"], {"id": "stubbed"}
     inputs = {
         "DEEPIMPUTE_FILTER": {"counts": MOUSE1M},
@@ -467,13 +592,15 @@ def test_every_stub_makes_what_its_process_declares(pipeline, pipeline_run):
         "DEEPIMPUTE_IMPUTE": {"chunk": pipeline_run["chunks"][0], "model": pipeline_run["model"]},
         "DEEPIMPUTE_MERGE": {"chunks": pipeline_run["chunks"]},
         "DEEPIMPUTE_SCORE": {"loom": MOUSE1M},
+        "DEEPIMPUTE_REPORT": {"counts": MOUSE1M, "model": pipeline_run["model"], "scores": [], "figures": []},
+        "MULTIQC": {"multiqc_files": [MOUSE1M], "multiqc_config": REPO / "assets" / "multiqc_config.yml"},
     }
     assert set(inputs) == set(pipeline.processes)
     for name, staged in inputs.items():
-        stage_as = "chunks" if name == "DEEPIMPUTE_MERGE" else ""
+        stage_as = {"DEEPIMPUTE_MERGE": "chunks", "MULTIQC": {"multiqc_files": "1"}}.get(name, "")
         work = runner.run(name, meta, staged, stage_as=stage_as, stub=True)
         for output in pipeline.processes[name].outputs:
-            for pattern in re.findall(r'path\("([^"]+)"\)', output):
+            for pattern in re.findall(r'path[( ]"([^"]+)"', output):
                 head, _, rest = pattern.partition("{")
                 choices, _, tail = rest.partition("}")
                 patterns = [head + choice + tail for choice in choices.split(",")] if rest else [pattern]
