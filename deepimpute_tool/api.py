@@ -145,12 +145,14 @@ def train(
     *,
     layer: str | None = "counts",
     log: Callable[[str], None] = _log,
+    counts: Counts | None = None,
     **options: Any,
 ) -> Model:
-    """Train a DeepImpute model on the raw counts of ``adata``; see :func:`deepimpute_tool.train`."""
+    """Train a DeepImpute model on the raw counts of ``adata``; see :func:`deepimpute_tool.train`.
+    ``counts``: those :func:`counts_of` read already (not read and checked again)."""
     (values,) = split_options(options, TrainingParameters)
     params = TrainingParameters(**values, layer=layer)
-    counts = counts_of(adata, layer)
+    counts = counts or counts_of(adata, layer)
     try:
         cells = choose_training_cells(n_cells=counts.n_cells, n_genes=len(counts.genes), params=params)
         chosen = counts.matrix if cells.chosen is None else counts.matrix[cells.chosen]
@@ -175,9 +177,11 @@ def impute(
     layer: str | None = "counts",
     key_added: str | None = DEFAULT_KEY,
     copy: bool = False,
+    counts: Counts | None = None,
     **options: Any,
 ) -> AnnData | None:
-    """Impute ``adata`` with ``model``; see :meth:`deepimpute_tool.model.Model.impute`."""
+    """Impute ``adata`` with ``model``; see :meth:`deepimpute_tool.model.Model.impute`.
+    ``counts``: those :func:`counts_of` read already (not read and checked again)."""
     (values,) = split_options(options, ImputeParameters)
     params = for_model(ImputeParameters(**values, layer=layer), model)
     extras = [
@@ -191,8 +195,8 @@ def impute(
         )
         if wanted
     ]
-    _check_destinations(adata, layer=layer, key_added=key_added, extras=extras)
-    counts = counts_of(adata, layer)
+    check_destinations(adata, layer=layer, key_added=key_added, extras=extras)
+    counts = counts or counts_of(adata, layer)
     missing = np.setdiff1d(model.genes, counts.genes)
     if missing.size:
         raise InputError(
@@ -233,7 +237,7 @@ def impute(
     return target if copy else None
 
 
-def _check_destinations(adata: AnnData, *, layer: str | None, key_added, extras: list[str]) -> None:
+def check_destinations(adata: AnnData, *, layer: str | None, key_added, extras: list[str]) -> None:
     """Refuse a ``key_added`` that is not a name, or layers to be written over the counts read or
     over a layer that an earlier imputation of the same ``key_added`` did not write."""
     if key_added is not None and (not isinstance(key_added, str) or not key_added or "/" in key_added):

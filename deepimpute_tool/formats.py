@@ -233,7 +233,7 @@ def open_input(
     *,
     orientation: str = "auto",
     layer: str | None = None,
-    layers: bool = False,
+    layers: bool | tuple[str, ...] = False,
     counts: bool = True,
 ) -> Iterator[LoomReader | Dataset]:
     """Open any supported input, once: a Loom as a :class:`LoomReader`, which reads blocks of
@@ -253,7 +253,7 @@ def open_input(
         For h5ad: the layer holding the counts (``raw`` for ``.raw.X``); None reads ``X``.
         Refused for the other formats.
     layers
-        For h5ad: read its other layers and its provenance too (a Loom's are read on demand).
+        For h5ad: read its other layers too, all or those named (a Loom's are read on demand).
     counts
         For h5ad: whether the main matrix must hold counts (False: imputed values are read as they are).
     """
@@ -283,10 +283,14 @@ def open_input(
 
 @contextlib.contextmanager
 def open_blocks(
-    path: str | os.PathLike, *, layer: str | None = None, layers: bool = True, counts: bool = True
+    path: str | os.PathLike,
+    *,
+    layer: str | None = None,
+    layers: bool | tuple[str, ...] = True,
+    counts: bool = True,
 ) -> Iterator[LoomReader | DatasetReader]:
     """Any input as a reader of blocks of cells (see :func:`open_input`): a Loom streamed, any
-    other format read whole, an h5ad with its other layers and provenance when ``layers``."""
+    other format read whole, an h5ad with its other layers (all, or those named) when ``layers``."""
     with open_input(path, layer=layer, layers=layers, counts=counts) as source:
         yield source if isinstance(source, LoomReader) else DatasetReader(source, path=path)
 

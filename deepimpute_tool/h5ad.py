@@ -276,7 +276,12 @@ def is_h5ad(handle: h5py.File) -> bool:
 
 
 def read_h5ad(
-    handle: h5py.File, path: Path, *, layer: str | None = None, layers: bool = False, counts: bool = True
+    handle: h5py.File,
+    path: Path,
+    *,
+    layer: str | None = None,
+    layers: bool | tuple[str, ...] = False,
+    counts: bool = True,
 ) -> Dataset:
     """:func:`_read_h5ad`, with every way a malformed file can fail as an :class:`InputError`."""
     try:
@@ -309,11 +314,17 @@ def _layer_list(handle: h5py.File) -> str:
 
 
 def _read_h5ad(
-    handle: h5py.File, path: Path, *, layer: str | None = None, layers: bool = False, counts: bool = True
+    handle: h5py.File,
+    path: Path,
+    *,
+    layer: str | None = None,
+    layers: bool | tuple[str, ...] = False,
+    counts: bool = True,
 ) -> Dataset:
     """The counts of an open h5ad (``X``, or ``layer``), cells named by ``obs``'s index and genes
-    by ``var``'s (``raw/var``'s for ``raw.X``); with ``layers``, every other layer of those genes
-    (by its name) and the provenance of earlier steps (``uns["deepimpute_<step>"]``) too. With
+    by ``var``'s (``raw/var``'s for ``raw.X``), with the provenance of earlier steps
+    (``uns["deepimpute_<step>"]``); with ``layers``, the other layers of those genes (by name; all
+    for True, else those named that it has) too. With
     ``counts=False`` the main matrix may hold any numbers (imputed values), as float32 or float64.
 
     Reads every value itself, within the limits of :mod:`deepimpute_tool.limits`: names,
@@ -333,7 +344,7 @@ def _read_h5ad(
         others = {
             name: _matrix(handle, f"layers/{name}", shape=shape, path=path)
             for name in handle["layers"].keys()
-            if f"layers/{name}" != where
+            if f"layers/{name}" != where and (layers is True or name in layers)
         }
     return Dataset(
         counts=as_counts(main, path=path, what=what)
@@ -344,7 +355,7 @@ def _read_h5ad(
         gene_attrs=gene_attrs,
         cell_attrs=cell_attrs,
         layers=others,
-        file_attrs=_provenance(handle, path) if layers else {},
+        file_attrs=_provenance(handle, path),
     )
 
 
@@ -373,7 +384,8 @@ def _provenance(handle: h5py.File, path: Path) -> dict[str, str]:
     found = {}
     for key in uns.keys() if isinstance(uns, h5py.Group) else ():
         item = uns[key] if key.startswith("deepimpute_") else None
-        if isinstance(item, h5py.Dataset) and item.ndim == 0 and h5py.check_string_dtype(item.dtype):
+        text = h5py.check_string_dtype(item.dtype) if isinstance(item, h5py.Dataset) else None
+        if text is not None and item.ndim == 0 and (text.length or 0) <= MAX_FILE_ATTR_BYTES:
             value = item[()]
             value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
             if len(value) <= MAX_FILE_ATTR_BYTES:

@@ -326,7 +326,10 @@ def _attr_dataset(group: h5py.Group, name: str, values: np.ndarray, *, growable:
         return
     encoded = np.array([bytes(v) for v in encode_strings(values)], dtype=object).reshape(values.shape)
     if any(len(v) > MAX_TEXT_BYTES for v in encoded.ravel()):
-        raise ValueError(f"attribute {name} holds text longer than {MAX_TEXT_BYTES} bytes")
+        # an h5ad's text, within its limit, can outgrow it as Loom writes it (& as &amp;, é as &#233;)
+        raise InputError(
+            None, f"the attribute '{name}' holds text of more than {MAX_TEXT_BYTES} bytes as a Loom stores it"
+        )
     group.create_dataset(
         name, data=encoded, dtype=h5py.string_dtype("ascii"), maxshape=maxshape, chunks=chunks, **COMPRESSION
     )

@@ -91,7 +91,11 @@ def _number(value) -> float | None:
     """A finite number from a JSON value (a score file is checked, not trusted), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)  # an integer of 400 digits is no float
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _headline_scores(scores: dict) -> dict[str, float]:

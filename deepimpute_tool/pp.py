@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deepimpute_tool.api import DEFAULT_KEY, split_options
+from deepimpute_tool.api import DEFAULT_KEY, check_destinations, counts_of, split_options
 from deepimpute_tool.api import impute as impute_with
 from deepimpute_tool.api import train as train_on
 from deepimpute_tool.imputation import ImputeParameters
@@ -112,12 +112,16 @@ def impute(
         An option that does not exist (or a training option with ``model``).
     """
     if model is None:
-        training, imputing = split_options(options, TrainingParameters, ImputeParameters)
         # an option of both (the seed) goes to both
-        model = train_on(adata, layer=layer, **training)
+        training, imputing = split_options(options, TrainingParameters, ImputeParameters)
     else:
         (imputing,) = split_options(options, ImputeParameters)
-    result = impute_with(model, adata, layer=layer, key_added=key_added, copy=copy, **imputing)
+    # where the results go is checked before any work; the counts are read and checked once
+    check_destinations(adata, layer=layer, key_added=key_added, extras=[])
+    counts = counts_of(adata, layer)
+    if model is None:
+        model = train_on(adata, layer=layer, counts=counts, **training)
+    result = impute_with(model, adata, layer=layer, key_added=key_added, copy=copy, counts=counts, **imputing)
     if copy and return_model:
         return result, model
     if return_model:

@@ -58,7 +58,7 @@ workflow DEEPIMPUTE {
         DEEPIMPUTE_FILTER.out.loom
             .join(ch_model)
             .join(ch_report_scores)
-            .join(ch_figures.groupTuple())
+            .join(ch_figures.groupTuple(sort: true))
     )
 
     emit:

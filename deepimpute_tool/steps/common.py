@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
+
 from deepimpute_tool.errors import DeepImputeError, InputError
 from deepimpute_tool.formats import input_kind
 from deepimpute_tool.h5ad import H5adWriter
@@ -63,8 +65,8 @@ def kept_slots_of(
 ) -> Iterator[KeptSlots | None]:
     """What an h5ad output keeps of an h5ad input (None for any other pair of formats): the input
     as :func:`deepimpute_tool.formats.open_input` reads it, so that the names kept are its rows'."""
-    if not is_h5ad_name(out_path) or Path(in_path).is_dir():
-        yield None
+    if not is_h5ad_name(out_path) or not Path(in_path).is_file() or not h5py.is_hdf5(in_path):
+        yield None  # a 10x folder or a table (or no file: reading it will say so)
         return
     with open_hdf5(in_path) as handle:
         if input_kind(handle) != "h5ad":

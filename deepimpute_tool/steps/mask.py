@@ -1,10 +1,10 @@
 """``deepimpute mask``: hide real counts, by the paper's protocol or by molecular cross-validation.
 
 Reads a Loom or an h5ad (its counts from ``⟨layer⟩``) and writes either (by the output's name):
-the masked counts as the main matrix (X), what masking hid as a layer, the input's other layers
-and its cells' and genes' annotations (of an h5ad, obs and var as stored). Of an h5ad, what derives
-from the unmasked counts (a log-normalised X, embeddings, graphs, uns) is not carried: it would
-describe the values hidden.
+the masked counts as the main matrix (X), what masking hid as a layer, and the cells' and genes'
+annotations (of an h5ad, obs and var as stored). Nothing else is carried: the input's other layers
+may hold the very counts masking hides (scanpy users keep a copy in ``layers["counts"]``), and a
+normalised X, embeddings, graphs and uns describe them.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepimpute_tool.dataset import require_cells_and_genes
+from deepimpute_tool.errors import InputError
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
 from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, dataset_blocks, dataset_layout, provenance
 from deepimpute_tool.masking import MaskParameters, mask_counts, split_molecules
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about, kept_slots_of, refuse_layers, writer_for
+from deepimpute_tool.steps.common import about, kept_slots_of, writer_for
 
 
 def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) -> None:
@@ -32,10 +33,13 @@ def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) 
         memory_guard(),
         kept_slots_of(in_path, out_path, layer=params.layer, annotations_only=True) as keep,
     ):
-        with open_input(in_path, layer=params.layer, layers=True) as source:
-            dataset = source.read_dataset()
+        with open_input(in_path, layer=params.layer) as source:
+            dataset = source.read_dataset(layers=False)
         require_cells_and_genes(dataset, in_path)
-        refuse_layers(in_path, list(dataset.layers), (ORIGINAL_LAYER, HELDOUT_LAYER), done="masked")
+        if "deepimpute_mask" in dataset.file_attrs:
+            raise InputError(
+                in_path, "was masked already (it records a 'deepimpute mask'): mask the counts once"
+            )
         parameters = asdict(params)
         if params.protocol == "mcv":
             kept, heldout = split_molecules(dataset.counts, fraction=params.mcv_fraction, seed=params.seed)

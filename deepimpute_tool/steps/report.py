@@ -88,6 +88,8 @@ def _scores(path: Path) -> dict:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise InputError(path, f"is not JSON ({error})") from None
+    except RecursionError:
+        raise InputError(path, "nests JSON deeper than a scores file does") from None
     if not isinstance(found, dict):
         raise InputError(path, "is not a scores file written by 'deepimpute score'")
     return found

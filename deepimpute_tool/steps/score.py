@@ -30,6 +30,9 @@ from deepimpute_tool.progress import Progress
 from deepimpute_tool.scoring import ScoreParameters, accuracy_metrics, concatenate, masked_entries, mcv_scores
 from deepimpute_tool.steps.common import about
 
+# what impute writes beside the imputed counts that score reads
+EXTRA_LAYERS = (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, INTERVAL_LOW_LAYER, INTERVAL_HIGH_LAYER)
+
 
 def default_scores_path(in_path: str | os.PathLike) -> Path:
     """IN.scores.json beside IN (its .loom or .h5ad suffix dropped)."""
@@ -48,11 +51,14 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
     """
     out_path = Path(out_path) if out_path else default_scores_path(in_path)
     check_outputs([Output(out_path)] + ([Output(Path(plots), FOLDER)] if plots else []), inputs=[in_path])
-    with about(in_path), memory_guard(), open_blocks(in_path, counts=False) as reader:
+    wanted = (COUNTS_LAYER, ORIGINAL_LAYER, HELDOUT_LAYER, *EXTRA_LAYERS)  # of an h5ad, the rest is not read
+    with about(in_path), memory_guard(), open_blocks(in_path, layers=wanted, counts=False) as reader:
         require_cells_and_genes(reader, in_path)
         raw_layer = RAW_LAYER if isinstance(reader, LoomReader) else COUNTS_LAYER
         protocols = [layer for layer in (ORIGINAL_LAYER, HELDOUT_LAYER) if layer in reader.layer_names]
-        if raw_layer not in reader.layer_names or not protocols:
+        # an h5ad's layers['counts'] is often the user's: the counts imputed only after an imputation
+        imputed = raw_layer in reader.layer_names and "deepimpute_impute" in reader.file_attrs()
+        if not imputed or not protocols:
             raise InputError(
                 in_path,
                 "score needs a file made by 'deepimpute mask' then 'deepimpute impute' (layers "
@@ -60,11 +66,7 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             )
         labels = None if params.labels is None else _labels(reader, params.labels)
         metrics = {"input": Path(in_path).name, "cells": reader.n_cells, "genes": reader.n_genes}
-        extra = [
-            name
-            for name in (UNCERTAINTY_LAYER, DETECTED_FILL_LAYER, INTERVAL_LOW_LAYER, INTERVAL_HIGH_LAYER)
-            if name in reader.layer_names
-        ]
+        extra = [name for name in EXTRA_LAYERS if name in reader.layer_names]
         layers = (MAIN, raw_layer, *protocols, *extra)
 
         def blocks():
@@ -109,10 +111,11 @@ def score_file(in_path, out_path=None, *, params: ScoreParameters, plots=None, p
             }
     with atomic_file(out_path) as temporary:
         temporary.write_text(json.dumps(metrics, indent=1, allow_nan=True))
+    if plots is not None:  # made for every protocol (a pipeline expects it), drawn into for the paper's
+        Path(plots).mkdir(exist_ok=True)
     if plots is not None and entries is not None:
         from deepimpute_tool.plots import draw_plots
 
-        Path(plots).mkdir(exist_ok=True)
         for figure in draw_plots(metrics, entries, plots):
             progress.message(f"figure: {figure}")
     return metrics

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from deepimpute_tool.loom import read_loom
-from tests.helpers import PBMC_SMALL, TINY_TRAINING, dense, run
+from tests.helpers import PBMC_SMALL, REPO, TINY_TRAINING, dense, run
 from tests.unit.test_api import anndata_of
 
 
@@ -38,11 +38,10 @@ def test_mask_of_an_h5ad_hides_the_same_counts_and_keeps_no_trace_of_them(scanpy
     loom = read_loom(masked / "masked.loom")
     assert np.array_equal(dense(after.X), dense(loom.counts))
     assert np.array_equal(dense(after.layers["original"]), dense(before.layers["counts"]))
-    # the counts read, the log-normalised X and what was computed from them are not carried;
-    # other layers are, as of a Loom
-    assert set(after.layers) == {"original", "other"} and not after.obsm and not after.obsp
+    # nothing that holds or describes the counts hidden is carried: the counts read, other layers
+    # (a copy of the counts, often), the log-normalised X, embeddings, graphs, uns
+    assert set(after.layers) == {"original"} and not after.obsm and not after.obsp
     assert "leiden" not in after.uns
-    assert np.array_equal(dense(after.layers["other"]), dense(before.layers["other"]))
     assert isinstance(after.obs["cell_type"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(after.obs, before.obs)
     assert json.loads(after.uns["deepimpute_mask"])["parameters"]["layer"] == "counts"
@@ -119,3 +118,40 @@ def test_a_raw_and_a_counts_layer_cannot_both_reach_an_h5ad(scanpy_h5ad, masked,
     assert "has layers 'raw' and 'counts'" in result.stderr and "write a Loom instead" in result.stderr
     assert not (tmp_path / "merged.h5ad").exists()
     run("deepimpute-merge", tmp_path / "merged.loom", *imputed)
+
+
+def test_what_could_leak_or_mislead_an_evaluation_is_refused(scanpy_h5ad, masked, tmp_path):
+    """scanpy users keep a copy of the counts in a layer: masking must not carry it, and score
+    must not take a user's counts layer for the counts an imputation read."""
+    source = tmp_path / "x_counts.h5ad"
+    adata = anndata.read_h5ad(scanpy_h5ad)
+    adata.X = adata.layers["counts"].copy()
+    adata.write_h5ad(source)
+    run("deepimpute-mask", source, tmp_path / "m.h5ad", "--protocol", "mcv")
+    assert set(anndata.read_h5ad(tmp_path / "m.h5ad").layers) == {"heldout"}
+    again = run("deepimpute-mask", tmp_path / "m.h5ad", tmp_path / "m2.h5ad", check=False)
+    assert again.returncode == 2 and "was masked already" in again.stderr
+    with h5py.File(tmp_path / "m.h5ad", "a") as handle:  # a counts layer, as a user could add one
+        handle.copy(handle["X"], "layers/counts")
+    scored = run("deepimpute-score", tmp_path / "m.h5ad", "--output", tmp_path / "s.json", check=False)
+    assert scored.returncode == 2 and "score needs a file made by 'deepimpute mask' then" in scored.stderr
+
+
+def test_mcv_scored_with_plots_makes_the_folder_a_pipeline_expects(scanpy_h5ad, masked, tmp_path):
+    run("deepimpute-mask", scanpy_h5ad, tmp_path / "mcv.h5ad", "--layer", "counts", "--protocol", "mcv")
+    run("deepimpute-impute", tmp_path / "mcv.h5ad", masked / "model.zip", tmp_path / "imputed.loom")
+    run("deepimpute-score", tmp_path / "imputed.loom", "--plots", tmp_path / "plots")
+    assert (tmp_path / "plots").is_dir() and not any((tmp_path / "plots").iterdir())
+
+
+def test_a_table_masks_into_an_h5ad_and_text_too_long_for_a_loom_is_one_line(scanpy_h5ad, tmp_path):
+    run("deepimpute-mask", REPO / "galaxy" / "test-data" / "pbmc_small.csv", tmp_path / "m.h5ad")
+    assert anndata.read_h5ad(tmp_path / "m.h5ad").n_obs == 80
+    source = tmp_path / "long.h5ad"
+    adata = anndata.read_h5ad(scanpy_h5ad)
+    adata.obs["note"] = ["&" * 20000] + [""] * (adata.n_obs - 1)  # 100,000 bytes as Loom escapes it
+    adata.write_h5ad(source)
+    result = run("deepimpute-mask", source, tmp_path / "m.loom", "--layer", "counts", "-q", check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {source}: the attribute 'note' holds text of more than")
+    assert not (tmp_path / "m.loom").exists()

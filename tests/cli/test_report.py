@@ -110,3 +110,18 @@ def test_bad_names_and_scores_are_one_line(scored, tmp_path):
         f"Error: {tmp_path / 'scores.json'}: is not a scores file written by 'deepimpute score'"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_scores_file_that_is_not_one_is_one_line_or_left_out(scored, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+    result = _report(scored, tmp_path / "o", "--scores", deep, check=False)
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == f"Error: {deep}: nests JSON deeper than a scores file does"
+    )
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"pearson": 1' + "0" * 400 + ', "mse": 0.5}')
+    _report(scored, tmp_path / "o", "--scores", huge)
+    table = json.loads((tmp_path / "o" / "s.deepimpute_scores_mqc.json").read_text())
+    assert table["data"]["s"] == {"mse": 0.5}  # a number no float holds is left out

@@ -204,6 +204,17 @@ def test_no_layer_is_written_over_unless_an_earlier_imputation_wrote_it(small_ad
     assert json.loads(adata.uns["deepimpute"]["impute"])["parameters"]["fill"] == "detected"
 
 
+def test_pp_impute_refuses_a_taken_layer_before_reading_or_training(small_adata):
+    """The destination is checked first: here the counts are not counts either, and training
+    would take a while, yet the refusal is the destination's."""
+    adata = small_adata.copy()
+    adata.layers["counts"] = adata.layers["counts"] * 0.5
+    with pytest.raises(ParameterError, match=r"^key_added 'other': would write over the layer 'other'"):
+        di.pp.impute(adata, key_added="other", max_epochs=1)
+    with pytest.raises(InputError, match="non-integer"):
+        di.pp.impute(adata, max_epochs=1)
+
+
 def test_options_of_the_wrong_type_are_refused_naming_them(small_adata):
     for option, value, kind in (("detection", "no", "True or False"), ("max_epochs", 2.5, "a whole number"),
                                 ("cell_fraction", True, "a number")):  # fmt: skip

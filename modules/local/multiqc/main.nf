@@ -13,7 +13,8 @@ process MULTIQC {
     output:
     path "*multiqc_report.html", emit: report
     path "*_data"              , emit: data
-    tuple val("${task.process}"), val('multiqc'), eval('multiqc --version | sed "s/^multiqc, version //"'), emit: versions_multiqc, topic: versions
+    // not into the topic 'versions': MULTIQC waits for that channel to close, which it would never do
+    tuple val("${task.process}"), val('multiqc'), eval('multiqc --version | sed "s/^multiqc, version //"'), emit: versions_multiqc
 
     when:
     task.ext.when == null || task.ext.when

@@ -154,7 +154,10 @@ def test_modules_follow_nf_core_conventions(pipeline):
     for name, process in pipeline.processes.items():
         directives = " ".join(process.directives)
         if name == "MULTIQC":  # a report of every sample: no meta, no deepimpute executable
-            assert "emit: versions_multiqc" in _versions_output(process) and "conda " in directives
+            versions = _versions_output(process)
+            assert "emit: versions_multiqc" in versions and "conda " in directives
+            # it collects the topic 'versions': giving into it too, it would wait for itself forever
+            assert "topic:" not in versions and "channel.topic('versions')" in MAIN_NF.read_text()
             continue
         module = pipeline.process_files[name].parent
         assert name == f"DEEPIMPUTE_{module.name.upper()}"
@@ -162,6 +165,7 @@ def test_modules_follow_nf_core_conventions(pipeline):
         assert process.inputs[0].startswith("tuple val(meta)"), name
         versions = _versions_output(process)
         assert "emit: versions_deepimpute" in versions and "val('deepimpute')" in versions, name
+        assert versions.endswith("topic: versions"), name
         assert "publishDir" not in directives, f"{name}: that belongs in config"
         assert 'conda "${moduleDir}/environment.yml"' in directives, name
         assert "task.ext.args" in process.script and "task.ext.prefix" in process.stub, name
@@ -178,8 +182,8 @@ def test_modules_follow_nf_core_conventions(pipeline):
 
 
 def _versions_output(process) -> str:
-    """The output that gives the process's version to the topic channel ``versions``, as nf-core's template."""
-    found = [output for output in process.outputs if output.endswith("topic: versions")]
+    """The output that gives the process's tool and version (``eval``), as nf-core's template."""
+    found = [output for output in process.outputs if "eval(" in output]
     assert len(found) == 1, process.name
     return found[0]
 
@@ -336,6 +340,29 @@ def test_every_module_has_an_nf_test_that_the_parser_reads(pipeline):
         for emit in re.findall(r"process\.out\.(\w+)", text):
             assert emit in _emits(pipeline.processes[name]), f"{test}: {emit}"
         assert 'options "-stub"' in text, f"{test} has no stub test"
+
+
+def test_the_pipeline_level_nf_test_matches_the_test_profile(pipeline, tmp_path):
+    """tests/default.nf.test runs main.nf with -profile test: its expectations must be those the
+    test profile and the pipeline give (the sample's name, the number of tasks, what is published)."""
+    import jpype
+
+    text = (REPO / "tests" / "default.nf.test").read_text()
+    jpype.JClass("groovy.lang.GroovyShell")().parse(text)
+    assert 'script "../main.nf"' in text and 'profile "test"' in text
+    config = tmp_path / "test.config"
+    config.write_text((REPO / "conf" / "test.config").read_text().replace("${projectDir}", str(REPO)))
+    test = config_params(config)
+    sample = Path(test["input"]).name.split(".")[0]
+    assert f"def sample = '{sample}'" in text
+    cells = read_matrix(Path(test["input"])).shape[1]
+    chunks = -(-cells // test["chunk_size"])
+    steps = ["DEEPIMPUTE_FILTER", "DEEPIMPUTE_MASK", "DEEPIMPUTE_TRAIN", "DEEPIMPUTE_SPLIT", "DEEPIMPUTE_MERGE",
+             "DEEPIMPUTE_SCORE", "DEEPIMPUTE_REPORT", "MULTIQC"]  # fmt: skip
+    assert set(pipeline.processes) == {*steps, "DEEPIMPUTE_IMPUTE"} and test["evaluate"] is True
+    assert f"workflow.trace.succeeded().size() == {len(steps) + chunks}" in text
+    assert f"max_epochs == {test['max_epochs']}" in text and f"scores.cells == {cells}" in text
+    assert f"scores.clustering.labels == '{test['labels']}'" in text
 
 
 # ------------------------------------------- the workflow's scripts, run in order
