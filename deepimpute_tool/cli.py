@@ -92,7 +92,7 @@ def cli():
 
 @cli.command("filter")
 @click.argument("input_path", metavar="IN", type=_path())
-@click.argument("output", metavar="OUT.loom", type=_path())
+@click.argument("output", metavar="OUT.loom|OUT.h5ad", type=_path())
 @click_options(FilterParameters)
 @click.option(
     "--qc-plot",
@@ -105,8 +105,8 @@ def filter_command(input_path, output, qc_plot, quiet, **options):
 
     IN is a Loom, an .h5ad, a 10x folder (matrix.mtx[.gz], features.tsv[.gz] or
     genes.tsv[.gz], barcodes.tsv[.gz]), a 10x HDF5 file, or a CSV/TSV table with names in
-    the first row and column. It must hold raw counts. OUT is a Loom of the cells and genes
-    that pass; repeated gene names are made unique.
+    the first row and column. It must hold raw counts. OUT is a Loom (or an AnnData, for a
+    name ending in .h5ad) of the cells and genes that pass; repeated gene names are made unique.
     """
     params = from_options(FilterParameters, options)
     filter_file(input_path, output, params=params, progress=_progress(quiet), qc_plot=qc_plot)

@@ -72,7 +72,9 @@ class H5adWriter:
     """A new .h5ad filled with blocks of cells, in the order they come: use :meth:`create`."""
 
     def __init__(self, handle: h5py.File, *, genes: np.ndarray, gene_attrs: dict[str, np.ndarray],
-                 layer_dtypes: dict[str, np.dtype], n_cells: int, keep: KeptSlots | None = None) -> None:  # fmt: skip
+                 layer_dtypes: dict[str, np.dtype], n_cells: int, keep: KeptSlots | None = None,
+                 sparse_x: bool = False) -> None:  # fmt: skip
+        """``sparse_x``: X as a CSR matrix (counts, mostly zeros) rather than dense (imputed values)."""
         self._file, self._genes, self._gene_attrs, self.n_cells = handle, genes, gene_attrs, 0
         self._keep = keep
         if RAW_LAYER in layer_dtypes and COUNTS_LAYER in layer_dtypes:
@@ -83,20 +85,25 @@ class H5adWriter:
             )
         n_genes = len(genes)
         _encoding(handle, "anndata", "0.1.0")
-        self._x = handle.create_dataset(
-            "X",
-            shape=(n_cells, n_genes),
-            dtype=layer_dtypes[MAIN],
-            chunks=(max(1, min(n_cells, 64)), max(1, min(n_genes, 1024))),
-            **COMPRESSION,
-        )
-        _encoding(self._x, "array")
+        self._x = None
+        if not sparse_x:
+            self._x = handle.create_dataset(
+                "X",
+                shape=(n_cells, n_genes),
+                dtype=layer_dtypes[MAIN],
+                chunks=(max(1, min(n_cells, 64)), max(1, min(n_genes, 1024))),
+                **COMPRESSION,
+            )
+            _encoding(self._x, "array")
         layers = write_dictionary(handle, "layers")
         self._sparse = {}
         for name, dtype in layer_dtypes.items():
-            if name == MAIN:
+            if name == MAIN and not sparse_x:
                 continue
-            group = layers.create_group(COUNTS_LAYER if name == RAW_LAYER else name)
+            parent, key = (
+                (handle, "X") if name == MAIN else (layers, COUNTS_LAYER if name == RAW_LAYER else name)
+            )
+            group = parent.create_group(key)
             _encoding(group, "csr_matrix", "0.1.0")
             group.attrs["shape"] = np.array([n_cells, n_genes])
             group.create_dataset(
@@ -126,7 +133,8 @@ class H5adWriter:
     def append(self, block: CellBlock) -> None:
         """Add a block's cells: its matrices (cells x genes) and attributes (IDs as ``CellID``)."""
         rows = slice(self.n_cells, self.n_cells + block.matrices[MAIN].shape[0])
-        self._x[rows] = block.matrices[MAIN]
+        if self._x is not None:
+            self._x[rows] = block.matrices[MAIN]
         for name, group in self._sparse.items():
             part = sp.csr_matrix(block.matrices[name])
             start = group["data"].shape[0]

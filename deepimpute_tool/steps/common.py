@@ -41,12 +41,18 @@ def about(path: str | os.PathLike, *, memory_hint: str = "") -> Iterator[None]:
 
 
 def writer_for(
-    path: str | os.PathLike, temporary: Path, *, n_cells: int, keep: KeptSlots | None = None, **layout
+    path: str | os.PathLike,
+    temporary: Path,
+    *,
+    n_cells: int,
+    keep: KeptSlots | None = None,
+    counts: bool = False,
+    **layout,
 ):
     """The writer of ``path``'s format for a file at ``temporary``: AnnData for .h5ad (keeping
-    ``keep`` of an h5ad input), else Loom."""
+    ``keep`` of an h5ad input; X sparse when it holds ``counts``), else Loom."""
     if is_h5ad_name(path):
-        return H5adWriter.create(temporary, n_cells=n_cells, keep=keep, **layout)
+        return H5adWriter.create(temporary, n_cells=n_cells, keep=keep, sparse_x=counts, **layout)
     return LoomWriter.create(temporary, **layout)
 
 

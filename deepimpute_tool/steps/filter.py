@@ -1,4 +1,4 @@
-"""``deepimpute filter``: any supported input to a Loom of the cells and genes that pass quality control."""
+"""``deepimpute filter``: any supported input to a Loom (or h5ad) of the cells and genes that pass quality control."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from deepimpute_tool.errors import InputError
 from deepimpute_tool.filtering import FilterParameters, FilterResult, quality_filter_blocks
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import MAIN, CellBlock, LoomReader, LoomWriter, provenance, write_dataset
+from deepimpute_tool.loom import MAIN, CellBlock, LoomReader, dataset_blocks, dataset_layout, provenance
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
-from deepimpute_tool.steps.common import about
+from deepimpute_tool.steps.common import about, writer_for
 
 
 def filter_file(in_path, out_path, *, params: FilterParameters, progress: Progress, qc_plot=None) -> None:
-    """Read any supported input, drop poor cells and rare genes, write Loom (a Loom input streams);
-    with ``qc_plot``, a PNG of what the thresholds cut."""
+    """Read any supported input, drop poor cells and rare genes, write Loom, or AnnData for a
+    name ending in .h5ad (a Loom input streams); with ``qc_plot``, a PNG of what the thresholds cut."""
     check_outputs([Output(Path(out_path)), *([Output(Path(qc_plot))] if qc_plot else [])], inputs=[in_path])
     file_attrs = provenance("filter", {**asdict(params), "input": str(in_path)})
     with (
@@ -49,12 +49,14 @@ def _filter_dataset(
 ) -> FilterResult:
     dataset.genes = _unique_genes(dataset.genes, progress)
     result = _filtered([dataset.counts], n_genes=dataset.n_genes, params=params, progress=progress)
-    with atomic_file(out_path) as temporary:
-        write_dataset(
-            temporary,
-            dataset.subset(cells=result.keep_cells, genes=result.keep_genes),
-            file_attrs=file_attrs,
-        )
+    kept = dataset.subset(cells=result.keep_cells, genes=result.keep_genes)
+    with (
+        atomic_file(out_path) as temporary,
+        writer_for(out_path, temporary, n_cells=kept.n_cells, counts=True, **dataset_layout(kept)) as writer,
+    ):
+        for block in dataset_blocks(kept):
+            writer.append(block)
+        writer.set_file_attrs({**kept.file_attrs, **file_attrs})
     return result
 
 
@@ -69,7 +71,12 @@ def _filter_loom(
     layout["genes"] = _unique_genes(reader.genes, progress)[genes]
     layout["gene_attrs"] = {name: values[genes] for name, values in layout["gene_attrs"].items()}
     layout["layer_dtypes"][MAIN] = reader.count_dtype()
-    with atomic_file(out_path) as temporary, LoomWriter.create(temporary, **layout) as writer:
+    with (
+        atomic_file(out_path) as temporary,
+        writer_for(
+            out_path, temporary, n_cells=int(result.keep_cells.sum()), counts=True, **layout
+        ) as writer,
+    ):
         for block in reader.blocks(layers=(MAIN, *reader.layer_names), attrs=True):
             cells = result.keep_cells[block.cells]
             if cells.any():

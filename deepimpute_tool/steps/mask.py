@@ -65,7 +65,12 @@ def mask_file(in_path, out_path, *, params: MaskParameters, progress: Progress) 
         with (
             atomic_file(out_path) as temporary,
             writer_for(
-                out_path, temporary, n_cells=dataset.n_cells, keep=keep, **dataset_layout(dataset)
+                out_path,
+                temporary,
+                n_cells=dataset.n_cells,
+                keep=keep,
+                counts=True,
+                **dataset_layout(dataset),
             ) as writer,
         ):
             for block in dataset_blocks(dataset):

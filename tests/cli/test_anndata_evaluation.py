@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from deepimpute_tool.loom import read_loom
 from tests.helpers import PBMC_SMALL, REPO, TINY_TRAINING, dense, run
@@ -155,3 +156,13 @@ def test_a_table_masks_into_an_h5ad_and_text_too_long_for_a_loom_is_one_line(sca
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"Error: {source}: the attribute 'note' holds text of more than")
     assert not (tmp_path / "m.loom").exists()
+
+
+def test_filter_writes_an_h5ad_of_sparse_counts_as_it_writes_a_loom(scanpy_h5ad, tmp_path):
+    for name in ("f.h5ad", "f.loom"):
+        run("deepimpute-filter", scanpy_h5ad, tmp_path / name, "--layer", "counts", "--min-genes", 50)
+    as_h5ad, as_loom = anndata.read_h5ad(tmp_path / "f.h5ad"), read_loom(tmp_path / "f.loom")
+    assert sp.issparse(as_h5ad.X) and np.array_equal(dense(as_h5ad.X), dense(as_loom.counts))
+    assert list(as_h5ad.obs_names) == list(as_loom.cells) and list(as_h5ad.var_names) == list(as_loom.genes)
+    assert list(as_h5ad.obs["cell_type"]) == list(as_loom.cell_attrs["cell_type"])
+    assert "deepimpute_filter" in as_h5ad.uns
