@@ -113,23 +113,26 @@ def filter_command(input_path, output, qc_plot, quiet, **options):
 
 
 @cli.command("mask")
-@click.argument("input_path", metavar="IN.loom", type=_path())
-@click.argument("output", metavar="OUT.loom", type=_path())
+@click.argument("input_path", metavar="IN", type=_path())
+@click.argument("output", metavar="OUT.loom|OUT.h5ad", type=_path())
 @click_options(MaskParameters)
 @quiet_option
 def mask_command(input_path, output, quiet, **options):
-    """Hide real counts to measure imputation accuracy (the paper's protocol).
+    """Hide real counts to measure imputation accuracy.
 
-    A logistic curve of each gene's zero fraction against the log mean of its positive
-    counts is fitted; in each gene, --cells-per-gene positive entries are drawn with
-    probabilities from that curve and set to zero. OUT's main matrix holds the masked
-    counts and its layer 'original' the true ones, which `score` uses after `impute`.
+    --protocol paper (the DeepImpute paper's): a logistic curve of each gene's zero fraction
+    against the log mean of its positive counts is fitted; in each gene, --cells-per-gene
+    positive entries are drawn with probabilities from that curve and set to zero, the true
+    counts kept in the layer 'original'. --protocol mcv (molecular cross-validation): a
+    fraction of every count's molecules is held out into the layer 'heldout'. IN is a Loom or
+    an h5ad (its counts from --layer); OUT holds the masked counts as its main matrix (X), that
+    layer and the annotations, nothing else; `score` uses them after `impute`.
     """
     mask_file(input_path, output, params=from_options(MaskParameters, options), progress=_progress(quiet))
 
 
 @cli.command("train")
-@click.argument("input_path", metavar="IN.loom", type=_path())
+@click.argument("input_path", metavar="IN", type=_path())
 @click.argument("model", metavar="MODEL", type=_path())
 @click_options(TrainingParameters)
 @click.option(
@@ -151,9 +154,9 @@ def train_command(input_path, model, loss_plot, quiet, **options):
 
 
 @cli.command("impute")
-@click.argument("input_path", metavar="IN.loom", type=_path())
+@click.argument("input_path", metavar="IN", type=_path())
 @click.argument("model", metavar="MODEL", type=_path())
-@click.argument("output", metavar="OUT.loom", type=_path())
+@click.argument("output", metavar="OUT.loom|OUT.h5ad", type=_path())
 @click_options(ImputeParameters)
 @quiet_option
 def impute_command(input_path, model, output, quiet, **options):
@@ -169,7 +172,7 @@ def impute_command(input_path, model, output, quiet, **options):
 
 
 @cli.command("score")
-@click.argument("input_path", metavar="IN.loom", type=_path())
+@click.argument("input_path", metavar="IN", type=_path())
 @click.option(
     "--output", "-o", type=_path(dir_okay=False), help="JSON file of all scores. [default: IN.scores.json]"
 )
@@ -179,10 +182,12 @@ def impute_command(input_path, model, output, quiet, **options):
 @click_options(ScoreParameters)
 @quiet_option
 def score_command(input_path, output, plots, quiet, **options):
-    """Score a masked-then-imputed Loom at the masked entries.
+    """Score a masked-then-imputed Loom or h5ad against what mask hid.
 
-    MSE and Pearson correlation on log1p counts (the paper's metrics), MSE where the true
-    count is at least 2, per-gene and per-cell MSE, and with --labels the clustering scores.
+    After the paper's masking: MSE and Pearson correlation on log1p counts at the masked entries
+    (the paper's metrics), MSE where the true count is at least 2, per-gene and per-cell MSE.
+    After molecular cross-validation: Open Problems' MSE and Poisson scores on the held-out
+    molecules. With --labels, the clustering scores.
     """
     params = from_options(ScoreParameters, options)
     metrics = score_file(input_path, output, params=params, plots=plots, progress=_progress(quiet))
@@ -212,7 +217,7 @@ def report_command(sample, outdir, counts, model, scores, figures, quiet):
 
 
 @cli.command("split")
-@click.argument("input_path", metavar="IN.loom", type=_path())
+@click.argument("input_path", metavar="IN", type=_path())
 @click.argument("outdir", metavar="OUTDIR", type=_path())
 @click_options(SplitParameters)
 @quiet_option

@@ -138,7 +138,14 @@ def _nextflow_options(classes) -> list[Declared]:
 
 def _schema_groups() -> dict[str, tuple[str, str, list[Declared]]]:
     """The schema's groups of parameters; one used by several steps (the seed) sits in a group of its own."""
-    members = {key: _nextflow_options(classes) for key, (_, _, classes) in SCHEMA_GROUPS.items()}
+    members = {
+        key: [
+            item
+            for item in _nextflow_options(classes)
+            if key == "filter_options" or item.name not in FIRST_STEP_ONLY
+        ]
+        for key, (_, _, classes) in SCHEMA_GROUPS.items()
+    }
     counts: dict[str, int] = {}
     for items in members.values():
         for item in items:
