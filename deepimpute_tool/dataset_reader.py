@@ -1,4 +1,4 @@
-"""A :class:`~deepimpute_tool.dataset.Dataset` in memory read as a Loom is: a block of cells at a time.
+"""A :class:`~deepimpute_tool.dataset.Dataset` in memory read, and written, a block of cells at a time.
 
 The steps stream a Loom through :class:`~deepimpute_tool.loom.LoomReader`; an input that
 :func:`~deepimpute_tool.formats.open_input` reads whole (h5ad) goes through the same loops as a
@@ -15,7 +15,7 @@ import numpy as np
 
 from deepimpute_tool.dataset import Dataset, check_counts, count_dtype
 from deepimpute_tool.errors import InputError
-from deepimpute_tool.loom import MAIN, CellBlock, cells_per_block
+from deepimpute_tool.loom import MAIN, CellBlock, LoomWriter, cells_per_block
 
 
 class DatasetReader:
@@ -73,3 +73,33 @@ class DatasetReader:
                 matrices[name] = values
             cell_attrs = {"CellID": self.cells[cells], **self.cell_attrs(cells)} if attrs else {}
             yield CellBlock(cells, matrices, cell_attrs)
+
+
+def dataset_layout(data: Dataset) -> dict:
+    """What a writer needs to make a file of a :class:`Dataset`'s genes and layers."""
+    return {
+        "genes": data.genes,
+        "gene_attrs": data.gene_attrs,
+        "layer_dtypes": {MAIN: data.counts.dtype, **{name: m.dtype for name, m in data.layers.items()}},
+    }
+
+
+def dataset_blocks(data: Dataset) -> Iterator[CellBlock]:
+    """A :class:`Dataset` as blocks of cells for a writer (dense, about 64 MiB each)."""
+    matrices = {MAIN: data.counts, **data.layers}
+    step = cells_per_block(data.n_genes, 8)
+    for start in range(0, max(data.n_cells, 1), step):
+        cells = slice(start, min(start + step, data.n_cells))
+        yield CellBlock(
+            cells,
+            {name: matrix[cells].toarray() for name, matrix in matrices.items()},
+            {"CellID": data.cells[cells], **{k: v[cells] for k, v in data.cell_attrs.items()}},
+        )
+
+
+def write_dataset(path: str | os.PathLike, data: Dataset, *, file_attrs: dict[str, str]) -> None:
+    """Write a :class:`Dataset` as a Loom file at ``path`` (a temporary path), a block at a time."""
+    with LoomWriter.create(path, **dataset_layout(data)) as writer:
+        for block in dataset_blocks(data):
+            writer.append(block)
+        writer.set_file_attrs({**data.file_attrs, **file_attrs})

@@ -414,33 +414,3 @@ class LoomWriter:
             if key in group:
                 del group[key]
             group.create_dataset(key, data=encode_strings(np.array([value]))[0])
-
-
-def dataset_layout(data: Dataset) -> dict:
-    """What a writer needs to make a file of a :class:`Dataset`'s genes and layers."""
-    return {
-        "genes": data.genes,
-        "gene_attrs": data.gene_attrs,
-        "layer_dtypes": {MAIN: data.counts.dtype, **{name: m.dtype for name, m in data.layers.items()}},
-    }
-
-
-def dataset_blocks(data: Dataset) -> Iterator[CellBlock]:
-    """A :class:`Dataset` as blocks of cells for a writer (dense, about 64 MiB each)."""
-    matrices = {MAIN: data.counts, **data.layers}
-    step = cells_per_block(data.n_genes, 8)
-    for start in range(0, max(data.n_cells, 1), step):
-        cells = slice(start, min(start + step, data.n_cells))
-        yield CellBlock(
-            cells,
-            {name: matrix[cells].toarray() for name, matrix in matrices.items()},
-            {"CellID": data.cells[cells], **{k: v[cells] for k, v in data.cell_attrs.items()}},
-        )
-
-
-def write_dataset(path: str | os.PathLike, data: Dataset, *, file_attrs: dict[str, str]) -> None:
-    """Write a :class:`Dataset` as a Loom file at ``path`` (a temporary path), a block at a time."""
-    with LoomWriter.create(path, **dataset_layout(data)) as writer:
-        for block in dataset_blocks(data):
-            writer.append(block)
-        writer.set_file_attrs({**data.file_attrs, **file_attrs})

@@ -6,11 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepimpute_tool.dataset import Dataset, make_unique, require_cells_and_genes
+from deepimpute_tool.dataset_reader import dataset_blocks, dataset_layout
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.filtering import FilterParameters, FilterResult, quality_filter_blocks
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import MAIN, CellBlock, LoomReader, dataset_blocks, dataset_layout, provenance
+from deepimpute_tool.loom import MAIN, CellBlock, LoomReader, provenance
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress
 from deepimpute_tool.steps.common import about, writer_for

@@ -13,10 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepimpute_tool.dataset import require_cells_and_genes
+from deepimpute_tool.dataset_reader import dataset_blocks, dataset_layout
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.formats import open_input
 from deepimpute_tool.limits import memory_guard
-from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, dataset_blocks, dataset_layout, provenance
+from deepimpute_tool.loom import HELDOUT_LAYER, ORIGINAL_LAYER, provenance
 from deepimpute_tool.masking import MaskParameters, mask_counts, split_molecules
 from deepimpute_tool.outputs import Output, atomic_file, check_outputs
 from deepimpute_tool.progress import Progress

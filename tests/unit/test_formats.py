@@ -13,9 +13,10 @@ import scipy.io
 import scipy.sparse as sp
 
 from deepimpute_tool.dataset import check_counts, make_unique
+from deepimpute_tool.dataset_reader import write_dataset
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.formats import read_counts
-from deepimpute_tool.loom import read_loom, write_dataset
+from deepimpute_tool.loom import read_loom
 from tests.helpers import PBMC_SMALL, dense
 
 
