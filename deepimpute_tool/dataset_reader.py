@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepimpute_tool.dataset import Dataset, check_counts, count_dtype
+from deepimpute_tool.dataset import Dataset, as_counts
 from deepimpute_tool.errors import InputError
 from deepimpute_tool.loom import MAIN, CellBlock, LoomWriter, cells_per_block
 
@@ -68,8 +68,7 @@ class DatasetReader:
             for name in layers:
                 values = self._matrices[name][cells].toarray()
                 if name in counts and name != MAIN:  # the counts were checked as they were read
-                    check_counts(values, path=self.path, what=f"layer '{name}'")
-                    values = values.astype(count_dtype(float(values.max()) if values.size else 0.0))
+                    values = as_counts(values, path=self.path, what=f"layer '{name}'")
                 matrices[name] = values
             cell_attrs = {"CellID": self.cells[cells], **self.cell_attrs(cells)} if attrs else {}
             yield CellBlock(cells, matrices, cell_attrs)

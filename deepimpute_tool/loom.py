@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool import __version__
-from deepimpute_tool.dataset import Dataset, check_counts, count_dtype
+from deepimpute_tool.dataset import Dataset, as_counts, count_dtype
 from deepimpute_tool.errors import DeepImputeError, InputError
 from deepimpute_tool.hdf5 import check_fully_stored, dataset, encode_strings, open_hdf5, read_strings
 from deepimpute_tool.limits import BLOCK_BYTES, MAX_TEXT_BYTES, require_memory
@@ -251,9 +251,7 @@ class LoomReader:
                 values = self.read(self._layers[name], (slice(None), cells)).T
                 if name in counts:
                     what = "matrix" if name == MAIN else f"layer '{name}'"
-                    check_counts(values, path=self.path, what=what)
-                    largest = float(values.max()) if values.size else 0.0
-                    values = values.astype(count_dtype(largest), copy=False)
+                    values = as_counts(values, path=self.path, what=what)
                 matrices[name] = values
             cell_attrs = {}
             if attrs:

@@ -82,3 +82,13 @@ def pbmc68k_model_dir(pbmc68k_model, tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def scanpy_h5ad(tmp_path_factory):
+    """pbmc_small as scanpy users hold it: log-normalised X, counts in a layer, every slot filled."""
+    from tests.unit.test_api import anndata_of
+
+    path = tmp_path_factory.mktemp("h5ad") / "pbmc_small.h5ad"
+    anndata_of(read_loom(PBMC_SMALL)).write_h5ad(path)
+    return path

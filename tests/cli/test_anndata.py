@@ -11,17 +11,9 @@ import scipy.sparse as sp
 
 from deepimpute_tool.loom import read_loom
 from tests.helpers import PBMC_SMALL, TINY_TRAINING, dense, run
-from tests.unit.test_api import anndata_of, same_slot
+from tests.unit.test_api import same_slot
 
 KEPT = ("obs", "obsm", "varm", "obsp", "varp")
-
-
-@pytest.fixture(scope="module")
-def scanpy_h5ad(tmp_path_factory):
-    """pbmc_small as scanpy users hold it: log-normalised X, counts in a layer, every slot filled."""
-    path = tmp_path_factory.mktemp("h5ad") / "pbmc_small.h5ad"
-    anndata_of(read_loom(PBMC_SMALL)).write_h5ad(path)
-    return path
 
 
 @pytest.fixture(scope="module")
