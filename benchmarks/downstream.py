@@ -246,7 +246,9 @@ def main() -> None:
         nargs="*",
         default=[
             "paper fill (layer detected_fill)=| --fill detected",
-            "policy all (denoised)=| --fill expected_log --policy all",
+            "denoised, zeros only=| --fill denoised --policy restore",
+            "old default (expected_log, zeros only)=| --fill expected_log --policy restore",
+            "expected_log, policy all=| --fill expected_log --policy all",
             "expected, policy all=| --fill expected --policy all",
             "confident=| --fill confident",
             "no detection head (as before)=--no-detection |",

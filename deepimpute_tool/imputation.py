@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepimpute_tool.denoising import denoised_counts
 from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.intervals import Calibration, calibrate
 from deepimpute_tool.loom import (
@@ -19,8 +20,8 @@ from deepimpute_tool.loom import (
 from deepimpute_tool.model import Dropout, Model, Prediction
 from deepimpute_tool.options import option, parameters, shared_option
 
-POLICIES = ("restore", "max", "all")
-FILLS = ("auto", "expected_log", "expected", "detected", "confident")
+POLICIES = ("auto", "restore", "max", "all")
+FILLS = ("auto", "denoised", "expected_log", "expected", "detected", "confident")
 
 
 @parameters
@@ -28,42 +29,45 @@ class ImputeParameters:
     """Every option of imputation."""
 
     policy: str = option(
-        "restore",
+        "auto",
         choices=POLICIES,
         choice_labels=(
+            "auto: all for the fill denoised, else restore",
             "restore: fill only zeros, keep observed counts exactly",
             "max: the larger of observed and imputed",
             "all: the model's value everywhere (a denoised matrix)",
         ),
         label="What to write for the imputed genes",
-        help="restore: fill only zeros, keep observed counts exactly; max: the larger of observed "
-        "and imputed; all: the model's value everywhere, observed counts included (a denoised "
-        "matrix in Open Problems' sense; the counts stay in the layer 'raw'). With ⟨fill⟩ "
-        "expected_log, all had the better molecular cross-validation score on 4 of the 6 benchmark "
-        "datasets, but lowered k-means ARI on pbmc68k_reduced from 0.50 to 0.42, where restore "
-        "kept it.",
+        help="auto: all with ⟨fill⟩ denoised (which weighs each observed count itself), restore "
+        "with the others. restore: fill only zeros, keep observed counts exactly; max: the larger "
+        "of observed and imputed; all: the model's value everywhere, observed counts included (a "
+        "denoised matrix in Open Problems' sense; the counts stay in the layer 'raw').",
     )
     fill: str = option(
         "auto",
         choices=FILLS,
         choice_labels=(
-            "auto: expected_log for a model with ⟨detection⟩, else detected",
-            "expected_log: the count whose log1p is the expected log1p count (for clustering, PCA)",
+            "auto: denoised for a model that has it, else expected_log or detected",
+            "denoised: observed count and model together, on the normalised log scale (clustering, PCA)",
+            "expected_log: the count whose log1p is the expected log1p count",
             "expected: the mean count: detection probability x detected count",
             "detected: the count the gene has when detected (the paper)",
             "confident: the detected count where detection is likelier than not, else 0",
         ),
         label="Value the model gives an entry",
-        help="auto: expected_log for a model that learnt the probability of detection "
-        "(⟨detection⟩), detected for one that did not (as such models always imputed). "
-        "expected_log: the count whose log1p is the expected log1p count, expm1(p x log1p(detected)) "
-        "with p the probability of detection: near the detected count where the gene is likely "
-        "detected, near 0 where it is likely off; on the benchmarks, better than detected on "
-        "molecular cross-validation on every dataset, at a cost in masked accuracy. expected: the "
-        "mean count, p x detected (for a model without ⟨detection⟩, the mean of the Poisson whose "
-        "detected values average the prediction). detected: the count the gene has when it is "
-        "detected (the paper; the most accurate at masked entries, but it fills a gene that is off "
-        "as if it were on). confident: the detected count where p >= 0.5, else 0.",
+        help="auto: denoised for a model trained with ⟨detection⟩ by version 0.2 or later, "
+        "expected_log for an older one with a detection head, detected for one without (as such "
+        "models always imputed). denoised: for every entry, observed or not, the count whose "
+        "normalised log value (log1p of the count per 10,000 of the cell's total) is the expected "
+        "normalised log value of a new measurement of the cell, the model's expected count and "
+        "the observed count weighed together by each gene's negative-binomial dispersion: the "
+        "only value that beat no imputation on molecular cross-validation on 5 of the 6 benchmark "
+        "datasets and kept clustering. expected_log: expm1(p x log1p(detected)), with p the "
+        "probability of detection. expected: the mean count, p x detected (for a model without "
+        "⟨detection⟩, the mean of the Poisson whose detected values average the prediction). "
+        "detected: the count the gene has when it is detected (the paper; the most accurate at "
+        "masked entries, but it fills a gene that is off as if it were on). confident: the "
+        "detected count where p >= 0.5, else 0.",
     )
     detected_layer: bool = option(
         True,
@@ -172,9 +176,20 @@ def expected_from_detected(detected: np.ndarray) -> np.ndarray:
     return mu.astype(np.asarray(detected).dtype)
 
 
-def fill_values(prediction: Prediction, *, fill: str) -> np.ndarray:
-    """The value ``fill`` gives each entry of the target genes, from what the model predicted."""
+def fill_values(
+    prediction: Prediction,
+    *,
+    fill: str,
+    observed: np.ndarray | None = None,
+    totals: np.ndarray | None = None,
+    dispersion: np.ndarray | None = None,
+) -> np.ndarray:
+    """The value ``fill`` gives each entry of the target genes, from what the model predicted;
+    ``denoised`` also needs the observed counts, each cell's total count (cells x 1) and the
+    model's dispersion (per target gene, or per entry)."""
     probability = prediction.probability
+    if fill == "denoised":
+        return denoised_counts(observed, prediction.detected * probability, dispersion, totals)
     if fill == "detected":
         return prediction.detected
     if fill == "expected" and probability is None:
@@ -191,19 +206,31 @@ def fill_values(prediction: Prediction, *, fill: str) -> np.ndarray:
 
 
 def for_model(params: ImputeParameters, model: Model) -> ImputeParameters:
-    """``params`` with the fill ``auto`` made concrete for ``model``; raises :class:`InputError` (about no
-    file: the caller names the model) for what needs a detection head the model lacks."""
+    """``params`` with the fill and the policy ``auto`` made concrete for ``model``; raises
+    :class:`InputError` (about no file: the caller names the model) for what needs a detection
+    head or a dispersion the model lacks."""
     detection = model.has_detection
-    fill = params.fill if params.fill != "auto" else ("expected_log" if detection else "detected")
-    if not detection and (fill in ("expected_log", "confident") or params.detection_layer):
+    if params.fill != "auto":
+        fill = params.fill
+    else:
+        fill = "denoised" if model.dispersion is not None else "expected_log" if detection else "detected"
+    if not detection and (fill in ("denoised", "expected_log", "confident") or params.detection_layer):
         asked = "⟨detection_layer⟩" if params.detection_layer else f"⟨fill⟩ {fill}"
         raise InputError(None, f"has no detection head (trained without ⟨detection⟩), which {asked} needs")
+    if fill == "denoised" and model.dispersion is None:
+        raise InputError(
+            None,
+            "has no dispersion, which ⟨fill⟩ denoised needs: it was trained before version 0.2; train it again",
+        )
     if params.interval and model.calibration is None:
         raise InputError(None, "has no calibration for ⟨interval⟩: train it with ⟨calibration⟩")
     if params.interval and params.uncertainty:
         raise InputError(None, "⟨interval⟩ and ⟨uncertainty⟩ both write the layer 'uncertainty': give one")
-    paper = fill == "detected" and params.policy == "restore"
-    return dataclasses.replace(params, fill=fill, detected_layer=params.detected_layer and not paper)
+    policy = params.policy if params.policy != "auto" else ("all" if fill == "denoised" else "restore")
+    paper = fill == "detected" and policy == "restore"
+    return dataclasses.replace(
+        params, fill=fill, policy=policy, detected_layer=params.detected_layer and not paper
+    )
 
 
 def calibrate_intervals(model: Model, params: ImputeParameters) -> Calibration:
@@ -211,7 +238,13 @@ def calibrate_intervals(model: Model, params: ImputeParameters) -> Calibration:
     (made concrete by :func:`for_model`), from the model's calibration set."""
     found = model.calibration
     prediction = Prediction(found.log_detected[:, None], _column(found.factor), _column(found.probability))
-    values = fill_values(prediction, fill=params.fill)[:, 0]
+    values = fill_values(
+        prediction,
+        fill=params.fill,
+        observed=np.zeros((found.size, 1), np.float32),  # each entry was hidden: a zero to the model
+        totals=_column(found.totals),
+        dispersion=_column(found.shape),
+    )[:, 0]
     return calibrate(values, found.truth, found.probability, level=params.interval, seed=params.seed)
 
 
@@ -287,7 +320,13 @@ def impute_block(
         imputed[:, target_columns] = apply_policy(observed, values, policy=policy)
         return imputed
 
-    values = fill_values(prediction, fill=params.fill)
+    values = fill_values(
+        prediction,
+        fill=params.fill,
+        observed=observed,
+        totals=counts.sum(axis=1, keepdims=True, dtype=np.float64),
+        dispersion=model.dispersion,
+    )
     block = ImputedBlock(with_values(values, params.policy))
     if calibration is not None:
         low, high, half = calibration.bounds(values, prediction.probability)
@@ -313,7 +352,7 @@ def impute_block(
 
 
 def impute_counts(
-    counts: np.ndarray, genes: np.ndarray, model: Model, *, policy: str = "restore", fill: str = "detected"
+    counts: np.ndarray, genes: np.ndarray, model: Model, *, policy: str = "auto", fill: str = "detected"
 ) -> np.ndarray:
     """Imputed copy of a cells x genes count matrix: :func:`impute_block`'s counts, nothing else."""
     params = for_model(ImputeParameters(policy=policy, fill=fill, detected_layer=False), model)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE
 from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.masking import MaskParameters, fit_dropout_model
 
@@ -44,13 +45,17 @@ class CalibrationSet:
 
     Every array has one value per entry: ``log_detected`` and ``probability`` (None without a
     detection head) as :class:`~deepimpute_tool.model.Prediction` holds them, the cell's
-    ``factor`` (None for log1p of raw counts), and the hidden ``truth`` (a positive count).
+    ``factor`` (None for log1p of raw counts), the cell's total count with the entries hidden
+    (``totals``) and the theta of the entry's gene (``shape``; both None in models without a
+    dispersion), and the hidden ``truth`` (a positive count).
     """
 
     log_detected: np.ndarray
     truth: np.ndarray
     probability: np.ndarray | None = None
     factor: np.ndarray | None = None
+    totals: np.ndarray | None = None
+    shape: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -63,10 +68,14 @@ class CalibrationSet:
             "truth": self.truth.astype(float).tolist(),
             "probability": None if self.probability is None else self.probability.astype(float).tolist(),
             "factor": None if self.factor is None else self.factor.astype(float).tolist(),
+            "totals": None if self.totals is None else self.totals.astype(float).tolist(),
+            "shape": None if self.shape is None else self.shape.astype(float).tolist(),
         }
 
     @classmethod
-    def from_json(cls, content: object, *, where, detection: bool, library: bool) -> CalibrationSet:
+    def from_json(
+        cls, content: object, *, where, detection: bool, library: bool, dispersion: bool = False
+    ) -> CalibrationSet:
         """Parsed from a model's JSON, each list checked; :class:`ModelError` naming ``where``."""
 
         def numbers(key: str, *, required: bool) -> np.ndarray | None:
@@ -89,8 +98,11 @@ class CalibrationSet:
             truth=numbers("truth", required=True),
             probability=_float32(numbers("probability", required=detection)),
             factor=_float32(numbers("factor", required=library)),
+            totals=numbers("totals", required=dispersion),
+            shape=_float32(numbers("shape", required=dispersion)),
         )
-        arrays = [a for a in (found.log_detected, found.probability, found.factor) if a is not None]
+        arrays = [found.log_detected, found.probability, found.factor, found.totals, found.shape]
+        arrays = [a for a in arrays if a is not None]
         if any(a.size != found.size for a in arrays):
             raise ModelError(where, "its calibration's lists are of different lengths")
         if (found.truth <= 0).any() or (found.truth != np.round(found.truth)).any():
@@ -99,6 +111,13 @@ class CalibrationSet:
             raise ModelError(where, "its calibration's probabilities are not between 0 and 1")
         if found.factor is not None and (found.factor <= 0).any():
             raise ModelError(where, "its calibration's scale factors are not positive")
+        if found.totals is not None and (found.totals < 0).any():
+            raise ModelError(where, "its calibration's cell totals are negative")
+        if (
+            found.shape is not None
+            and ((found.shape < np.float32(MIN_SHAPE)) | (found.shape > np.float32(MAX_SHAPE))).any()
+        ):
+            raise ModelError(where, f"its calibration's shapes are outside [{MIN_SHAPE:g}, {MAX_SHAPE:g}]")
         return found
 
 
@@ -170,6 +189,8 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
         prediction = model.predict(block, genes, detection=True)
         rows, columns = row_in_cells[entries] - start, target_of_column[hidden.columns[entries]]
         arrays = {
+            "totals": None if model.dispersion is None else block.sum(axis=1, dtype=np.float64)[rows],
+            "shape": None if model.dispersion is None else model.dispersion[columns],
             "log_detected": prediction.log_detected[rows, columns],
             "probability": None if prediction.probability is None else prediction.probability[rows, columns],
             "factor": None if prediction.factors is None else prediction.factors[rows, 0],

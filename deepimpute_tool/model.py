@@ -14,7 +14,9 @@ A gene may be the target of several sub-networks (training's ``ensemble`` option
 prediction is then the mean of their normalised log predictions. Format version 2 allows
 this; version 3 adds the detection head (every sub-network has one, or none does); version 4
 the calibration set of the intervals (:mod:`deepimpute_tool.intervals`) in
-``model.json``; older models load and impute unchanged.
+``model.json``; version 5 each target gene's negative-binomial shape around the expected count
+(``dispersion``, :mod:`deepimpute_tool.denoising`) and the calibration entries' library sizes.
+Older models load and impute unchanged.
 
 Loading (:mod:`deepimpute_tool.model_loading`) parses JSON and numeric arrays only, so a model
 from a stranger (a Galaxy upload) is safe to load. Prediction is plain numpy, so imputation
@@ -42,8 +44,8 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 MODEL_FORMAT = "deepimpute-tool-model"
-MODEL_FORMAT_VERSION = 4
-READABLE_FORMAT_VERSIONS = (1, 2, 3, 4)
+MODEL_FORMAT_VERSION = 5
+READABLE_FORMAT_VERSIONS = (1, 2, 3, 4, 5)
 VALUE_ARRAYS = ("W1", "b1", "W2", "b2")
 DETECTION_ARRAYS = ("W3", "b3")
 MODEL_JSON = "model.json"
@@ -182,6 +184,7 @@ class Model:
     versions: dict = field(default_factory=dict)
     identity: str = ""  # the content checksum of the model file it was loaded from
     calibration: CalibrationSet | None = None  # hidden entries of cells it did not train on
+    dispersion: np.ndarray | None = None  # theta of each of target_genes (denoising.fit_dispersion)
 
     @functools.cached_property
     def target_genes(self) -> np.ndarray:
@@ -331,6 +334,7 @@ class Model:
             ],
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256_file(weights_path)},
             "calibration": None if self.calibration is None else self.calibration.to_json(),
+            "dispersion": None if self.dispersion is None else self.dispersion.astype(float).tolist(),
         }
         content["content_sha256"] = sha256_json(content)
         (directory / MODEL_JSON).write_text(json.dumps(content, indent=1, default=_plain))

@@ -11,6 +11,7 @@ recompute them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from deepimpute_tool import __version__
+from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE
 from deepimpute_tool.errors import DeepImputeError, ModelError
 from deepimpute_tool.intervals import CalibrationSet
 from deepimpute_tool.limits import (
@@ -169,7 +171,33 @@ def _check_content(content: object, where: Path) -> dict:
         raise ModelError(
             where, f"{MODEL_JSON} has a calibration, which format {content['format_version']} cannot hold"
         )
+    if content.get("dispersion") is not None and (content["format_version"] < 5 or head is None):
+        raise ModelError(
+            where,
+            f"{MODEL_JSON} has a dispersion, which "
+            + ("a model without a detection head" if head is None else f"format {content['format_version']}")
+            + " cannot hold",
+        )
     return content
+
+
+def _dispersion(values: object, n_targets: int, where: Path) -> np.ndarray:
+    """A model's theta per target gene, checked: one number per target gene, within the bounds
+    training gives it."""
+    if not (
+        isinstance(values, list)
+        and len(values) == n_targets
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    ):
+        raise ModelError(
+            where, f"{MODEL_JSON}'s dispersion is not a list of {n_targets} numbers, one per target gene"
+        )
+    theta = np.asarray(values, dtype=np.float64).astype(np.float32)  # as training kept it
+    if not (np.isfinite(theta) & (theta >= np.float32(MIN_SHAPE)) & (theta <= np.float32(MAX_SHAPE))).all():
+        raise ModelError(
+            where, f"{MODEL_JSON}'s dispersion holds values outside [{MIN_SHAPE:g}, {MAX_SHAPE:g}]"
+        )
+    return theta
 
 
 def _positive_number(value: object) -> bool:
@@ -272,8 +300,9 @@ def load_model(path: str | os.PathLike) -> Model:
             where=where,
             detection=content.get("architecture", {}).get("detection_activation") == "sigmoid",
             library=normalisation["method"] != "log1p",
+            dispersion=content.get("dispersion") is not None,
         )
-    return Model(
+    model = Model(
         subnetworks=subnetworks,
         normalisation=Normalisation(
             method=normalisation["method"], target_sum=float(normalisation.get("target_sum", 1e4))
@@ -283,4 +312,9 @@ def load_model(path: str | os.PathLike) -> Model:
         versions=content["versions"],
         identity=content["content_sha256"],
         calibration=calibration,
+    )
+    if content.get("dispersion") is None:
+        return model
+    return dataclasses.replace(
+        model, dispersion=_dispersion(content["dispersion"], model.target_genes.size, where)
     )

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepimpute_tool import __version__
+from deepimpute_tool.denoising import fit_dispersion
 from deepimpute_tool.errors import InputError, spell
 from deepimpute_tool.fitting import fit_subnetworks
 from deepimpute_tool.intervals import calibration_set, choose_hidden
@@ -242,6 +243,9 @@ def train(
             "python": platform.python_version(),
         },
     )
+    if params.detection:
+        model = dataclasses.replace(model, dispersion=fit_dispersion(model, counts, genes))
+        log(f"dispersion around the expected counts: median theta {np.median(model.dispersion):.3g}")
     if hidden is None:
         if params.calibration:
             log("too few counts to hide for calibrating intervals: this model gives none (⟨interval⟩)")

@@ -112,8 +112,9 @@ class TrainingParameters:
         label="Learn the probability of detection",
         help="Give each sub-network a second output: the probability that each target is detected "
         "(count > 0) in a cell, learnt from every entry, zeros included (the paper's loss ignores "
-        "zeros, so the count alone cannot tell a dropout from a gene that is off). Imputation's "
-        "default, a denoised matrix (⟨fill⟩ expected_log), needs it. Off: the paper's network alone.",
+        "zeros, so the count alone cannot tell a dropout from a gene that is off); training then fits "
+        "each target gene's negative-binomial dispersion around the expected count. Imputation's "
+        "default, a denoised matrix (⟨fill⟩ denoised), needs both. Off: the paper's network alone.",
     )
     learning_rate: float = option(
         1e-4,

@@ -103,11 +103,12 @@ def test_impute_adds_a_layer_a_gene_flag_and_provenance_and_keeps_every_other_sl
     assert imputed.shape == counts.shape
     flagged = adata.var["deepimpute_imputed"].to_numpy()
     assert flagged.dtype == bool and 0 < flagged.sum() <= adata.n_vars
-    # genes the model does not impute are unchanged; observed counts are kept (policy restore)
+    # genes the model does not impute are unchanged; the others denoised, the paper's fill beside
     assert np.array_equal(dense(imputed)[:, ~flagged], dense(counts)[:, ~flagged])
+    assert (dense(imputed)[:, flagged] > 0).all()
     observed = dense(counts) > 0
-    assert np.array_equal(dense(imputed)[observed], dense(counts)[observed])
-    assert (dense(imputed)[:, flagged][~observed[:, flagged]] > 0).any()
+    paper = dense(adata.layers["deepimpute_detected_fill"])
+    assert np.array_equal(paper[observed], dense(counts)[observed])
 
     record = adata.uns["deepimpute"]
     assert json.loads(record["impute"])["parameters"]["layer"] == "counts"

@@ -82,11 +82,12 @@ def test_each_fill_is_its_formula(pbmc68k, normalisation):
     assert (fill_values(prediction, fill="expected_log") <= detected * (1 + 1e-5)).all()
 
 
-def test_the_default_fills_zeros_with_the_expected_log_count_beside_the_papers_imputation(
+def test_the_expected_log_fill_fills_zeros_below_the_detected_count_beside_the_papers_imputation(
     pbmc68k, pbmc68k_model
 ):
+    """The default before the dispersion (and still the default of such models)."""
     counts = dense(pbmc68k.counts)[:60]
-    params = for_model(ImputeParameters(detection_layer=True), pbmc68k_model)
+    params = for_model(ImputeParameters(detection_layer=True, fill="expected_log"), pbmc68k_model)
     assert (params.fill, params.policy, params.detected_layer) == ("expected_log", "restore", True)
     assert for_model(ImputeParameters(fill="detected"), pbmc68k_model).detected_layer is False
     block = impute_block(counts, pbmc68k.genes, pbmc68k_model, params=params)
@@ -107,8 +108,9 @@ def test_the_default_fills_zeros_with_the_expected_log_count_beside_the_papers_i
     assert ((block.detection[:, targets] > 0) & (block.detection[:, targets] < 1)).all()
     np.testing.assert_array_equal(block.detection[:, ~targets], observed[:, ~targets].astype(np.float32))
     # --policy all: a denoised matrix, the model's value at every entry of the imputed genes
+    everywhere = ImputeParameters(fill="expected_log", policy="all")
     denoised = impute_block(
-        counts, pbmc68k.genes, pbmc68k_model, params=for_model(ImputeParameters(policy="all"), pbmc68k_model)
+        counts, pbmc68k.genes, pbmc68k_model, params=for_model(everywhere, pbmc68k_model)
     ).counts
     np.testing.assert_array_equal(denoised[zeros], block.counts[zeros])
     assert (denoised[observed & targets] != counts[observed & targets]).mean() > 0.9

@@ -96,15 +96,26 @@ def test_a_model_trained_with_calibration_keeps_what_it_predicts_of_the_hidden_c
     assert found is not None and found.size >= 200
     assert (found.truth >= 1).all() and ((found.probability > 0) & (found.probability < 1)).all()
     loaded = load_model(calibrated_dir)
-    for name in ("log_detected", "truth", "probability"):
+    for name in ("log_detected", "truth", "probability", "totals", "shape"):
         np.testing.assert_array_equal(getattr(loaded.calibration, name), getattr(found, name))
+    # what the denoised fill needs of each entry: its cell's total with the entries hidden, its gene's theta
+    assert (found.totals > 0).all() and np.isin(found.shape, calibrated.dispersion).all()
     content = json.loads((calibrated_dir / "model.json").read_text())
-    assert content["format_version"] == 4 and content["calibration"]["entries"] == found.size
+    assert content["format_version"] == 5 and content["calibration"]["entries"] == found.size
     assert pbmc68k_model.calibration is None  # off by default: the default model is as before
 
 
 def test_intervals_cover_the_value_written_and_an_observed_count_is_its_own(pbmc68k, calibrated):
-    params = for_model(ImputeParameters(interval=0.8), calibrated)
+    counts = dense(pbmc68k.counts)[:200]
+    params = for_model(ImputeParameters(interval=0.8), calibrated)  # denoised: every entry gets one
+    block = impute_block(
+        counts, pbmc68k.genes, calibrated, params=params, calibration=calibrate_intervals(calibrated, params)
+    )
+    imputed = np.isin(pbmc68k.genes, calibrated.target_genes)
+    assert (block.interval_low[:, imputed] <= block.counts[:, imputed] * (1 + 1e-5)).all()
+    assert (block.counts[:, imputed] <= block.interval_high[:, imputed] * (1 + 1e-5)).all()
+    assert (block.uncertainty[:, imputed] > 0).all()
+    params = for_model(ImputeParameters(interval=0.8, fill="expected_log"), calibrated)
     calibration = calibrate_intervals(calibrated, params)
     counts = dense(pbmc68k.counts)[:200]
     block = impute_block(counts, pbmc68k.genes, calibrated, params=params, calibration=calibration)
