@@ -160,11 +160,12 @@ def train_command(input_path, model, loss_plot, quiet, **options):
 @click_options(ImputeParameters)
 @quiet_option
 def impute_command(input_path, model, output, quiet, **options):
-    """Fill the zeros of IN with MODEL's predictions.
+    """Impute IN with MODEL: by default, denoise every entry of the genes it imputes.
 
     OUT has IN's genes and cells in the same order, with their attributes. Its main matrix
-    holds imputed counts on IN's count scale; IN's counts go to the layer 'raw' and IN's
-    other layers are kept. Genes the model does not impute are copied unchanged. An OUT
+    holds imputed counts on IN's count scale (with a model of this version, every entry of an
+    imputed gene denoised; with --policy restore, or an older model, only zeros filled); IN's
+    counts go to the layer 'raw' and IN's other layers are kept. Genes the model does not impute are copied unchanged. An OUT
     ending in .h5ad is AnnData: imputed counts in X, IN's counts in layers['counts'].
     """
     params = from_options(ImputeParameters, options)

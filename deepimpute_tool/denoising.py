@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 TARGET_SUM = 10_000.0  # counts per cell of the normalised log scale (scanpy's and Open Problems')
 MIN_SHAPE, MAX_SHAPE = 1e-2, 1e3  # theta's bounds: a gene seen once, and one as regular as Poisson
 MIN_MEAN = 1e-6  # mu's floor: a gene the model calls off is still a gamma, not a point at 0
-EXACT_BELOW = 10.0  # posterior means under this are summed term by term; above, the delta method
-MAX_TERMS = 100  # counts summed at most (a shape >= 1 leaves < 1e-4 of mass beyond, at mean 10)
+EXACT_BELOW = 40.0  # posterior means under this are summed term by term; above, the delta method
+MAX_TERMS = 200  # counts summed at most (a mean under 40 and variance under 80 leave < 1e-5 beyond)
 TAIL_MASS = 1e-5  # entries whose mass beyond the first counts is under this stop there
 FIRST_TERMS = 3  # counts summed for every entry; two thirds have no mass left beyond them
-CHECKS = (5, 10, 20, 40, MAX_TERMS)  # counts after which entries with no mass left stop
+CHECKS = (5, 10, 20, 40, 80, 120, MAX_TERMS)  # counts after which entries with no mass left stop
 
 
 @dataclass
@@ -81,6 +81,12 @@ def fit_dispersion(model: Model, counts: sp.csr_matrix, genes: np.ndarray) -> np
         prediction = model.predict(block, genes, detection=True)
         sums.add(block[:, target_columns], prediction.detected * prediction.probability)
     return sums.shapes().astype(np.float32)
+
+
+def model_totals(counts: np.ndarray, model_columns: np.ndarray) -> np.ndarray:
+    """Each cell's total count over the genes the model reads (cells x 1, float64): the depth the
+    denoised value is taken at, the same whatever other genes the file holds, as in training."""
+    return counts[:, model_columns].sum(axis=1, keepdims=True, dtype=np.float64)
 
 
 def posterior(observed: np.ndarray, mean: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepimpute_tool.denoising import denoised_counts
+from deepimpute_tool.denoising import denoised_counts, model_totals
 from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.intervals import Calibration, calibrate
 from deepimpute_tool.loom import (
@@ -107,10 +107,11 @@ class ImputeParameters:
         maximum=1,
         max_open=True,
         label="Coverage of calibrated intervals",
-        help="Also write, for every value the model gives, an interval that holds the true count "
-        "with this probability (e.g. 0.8), as the layers 'interval_low' and 'interval_high' "
-        "(counts), and its half-width on the log1p scale as the layer 'uncertainty' (0 where a "
-        "count was observed and kept). Calibrated (split-conformal) on the counts training hid from "
+        help="Also write, for every zero of the imputed genes, an interval that holds the true count "
+        "with this probability (e.g. 0.8) around the value written there, as the layers "
+        "'interval_low' and 'interval_high' (counts), and its half-width on the log1p scale as "
+        "the layer 'uncertainty'. An observed count is its own interval (half-width 0), whatever "
+        "⟨policy⟩ writes there. Calibrated (split-conformal) on the counts training hid from "
         "the model (trained with ⟨calibration⟩), for the ⟨fill⟩ written. 0: none.",
     )
     seed: int = shared_option("seed")
@@ -252,21 +253,12 @@ def _column(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else values[:, None]
 
 
-def model_values_kept(observed: np.ndarray, values: np.ndarray, *, policy: str) -> np.ndarray:
-    """Where :func:`apply_policy` writes the model's value rather than the observed count."""
-    if policy == "restore":
-        return observed == 0
-    if policy == "max":
-        return values > observed
-    return np.ones(observed.shape, bool)
-
-
 @dataclass(frozen=True)
 class ImputedBlock:
     """A block of cells imputed (cells x genes): the counts; the paper's imputation when asked
     for; and the probability of detection when asked for (at the genes the model imputes;
     elsewhere 1 where a count was observed, 0 where not); with intervals, their bounds (an
-    observed count kept is its own interval) and half-widths (0 there)."""
+    observed count is its own interval) and half-widths (0 there)."""
 
     counts: np.ndarray
     detected_fill: np.ndarray | None = None
@@ -324,13 +316,16 @@ def impute_block(
         prediction,
         fill=params.fill,
         observed=observed,
-        totals=counts.sum(axis=1, keepdims=True, dtype=np.float64),
+        totals=model_totals(counts, np.array([position[g] for g in model.genes])),
         dispersion=model.dispersion,
     )
+    if not np.isfinite(values).all():  # only a forged model's numbers get here
+        raise ModelError(None, "gives values that are not numbers: damaged or forged")
     block = ImputedBlock(with_values(values, params.policy))
     if calibration is not None:
         low, high, half = calibration.bounds(values, prediction.probability)
-        kept = ~model_values_kept(observed, values, policy=params.policy)
+        # calibrated on counts hidden as zeros: an observed count is its own interval, whatever is written
+        kept = observed > 0
         bounds = []
         for bound in (low, high):
             layer = counts.copy()  # an observed count kept is its own interval, exactly

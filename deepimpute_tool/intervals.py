@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE
+from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE, model_totals
 from deepimpute_tool.errors import InputError, ModelError
 from deepimpute_tool.masking import MaskParameters, fit_dropout_model
 
 MAX_ENTRIES = 20_000  # calibration entries a model keeps
+MAX_CELL_TOTAL = 1e18  # counts in one cell: beyond any sequencing, within float32
 MIN_ENTRIES = 40  # fewer cannot calibrate 80% intervals on a half
 MAX_HIDDEN_SHARE = 0.02  # of a training matrix's positive counts, at most, hidden to calibrate
 CALIBRATION_BLOCK_CELLS = 1024
@@ -88,7 +89,10 @@ class CalibrationSet:
                 )
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 raise ModelError(where, f"its calibration's '{key}' holds something other than numbers")
-            array = np.asarray(values, dtype=np.float64)
+            try:
+                array = np.asarray(values, dtype=np.float64)
+            except OverflowError:  # a JSON integer beyond any float
+                array = np.array([np.inf])
             if not np.isfinite(array).all():
                 raise ModelError(where, f"its calibration's '{key}' holds NaN or infinite values")
             return array
@@ -111,8 +115,8 @@ class CalibrationSet:
             raise ModelError(where, "its calibration's probabilities are not between 0 and 1")
         if found.factor is not None and (found.factor <= 0).any():
             raise ModelError(where, "its calibration's scale factors are not positive")
-        if found.totals is not None and (found.totals < 0).any():
-            raise ModelError(where, "its calibration's cell totals are negative")
+        if found.totals is not None and ((found.totals < 0) | (found.totals > MAX_CELL_TOTAL)).any():
+            raise ModelError(where, f"its calibration's cell totals are not between 0 and {MAX_CELL_TOTAL:g}")
         if (
             found.shape is not None
             and ((found.shape < np.float32(MIN_SHAPE)) | (found.shape > np.float32(MAX_SHAPE))).any()
@@ -181,6 +185,7 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
     predicts of them, beside their true counts."""
     target = {gene: i for i, gene in enumerate(model.target_genes)}
     target_of_column = np.array([target.get(name, -1) for name in genes])
+    model_columns = np.flatnonzero(np.isin(genes, model.genes))
     cells, row_in_cells = np.unique(hidden.rows, return_inverse=True)
     found: dict[str, np.ndarray | None] = {"log_detected": np.empty(hidden.truth.size, np.float32)}
     for start in range(0, cells.size, CALIBRATION_BLOCK_CELLS):
@@ -189,7 +194,7 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
         prediction = model.predict(block, genes, detection=True)
         rows, columns = row_in_cells[entries] - start, target_of_column[hidden.columns[entries]]
         arrays = {
-            "totals": None if model.dispersion is None else block.sum(axis=1, dtype=np.float64)[rows],
+            "totals": None if model.dispersion is None else model_totals(block, model_columns)[rows, 0],
             "shape": None if model.dispersion is None else model.dispersion[columns],
             "log_detected": prediction.log_detected[rows, columns],
             "probability": None if prediction.probability is None else prediction.probability[rows, columns],

@@ -187,7 +187,10 @@ def _dispersion(values: object, n_targets: int, where: Path) -> np.ndarray:
     if not (
         isinstance(values, list)
         and len(values) == n_targets
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        and all(
+            isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**64)
+            for v in values
+        )
     ):
         raise ModelError(
             where, f"{MODEL_JSON}'s dispersion is not a list of {n_targets} numbers, one per target gene"

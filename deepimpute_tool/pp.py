@@ -64,7 +64,8 @@ def impute(
     model: Model | None = None,
     **options: Any,
 ) -> AnnData | Model | tuple[AnnData, Model] | None:
-    """Impute the dropout zeros of ``adata``'s raw counts with DeepImpute.
+    """Impute ``adata``'s raw counts with DeepImpute: by default every entry of the imputed genes
+    denoised (``fill="denoised"``), the paper's imputation of the zeros beside it.
 
     Trains a model on the counts (unless ``model`` is given) and imputes every cell, a block of
     cells at a time: a sparse matrix is never made dense whole.
@@ -78,7 +79,7 @@ def impute(
         (the columns of ``adata.var_names``).
     key_added
         The layer that receives the imputed counts; ``None`` replaces ``X``. The imputed genes'
-        zeros are filled, so the layers are dense unless the counts are sparse and the model
+        entries are all positive, so the layers are dense unless the counts are sparse and the model
         imputes at most half of the genes. Further outputs go to layers named ``{key_added}_<name>`` (with
         ``"deepimpute"`` for ``None``): ``detected_fill`` (the paper's imputation, when the
         imputed counts are not it), ``detection_probability``, ``interval_low``,

@@ -118,11 +118,22 @@ def test_the_default_denoises_every_entry_of_the_imputed_genes(pbmc68k, pbmc68k_
         for_model(ImputeParameters(fill="denoised"), dataclasses.replace(pbmc68k_model, dispersion=None))
 
 
-def test_a_model_before_the_dispersion_imputes_as_it_did():
+def test_a_model_before_the_dispersion_imputes_as_it_did(pbmc_small):
+    """Its default: zeros get expm1(p x log1p(detected)), observed counts are kept bit for bit."""
     old = load_model(REPO / "galaxy" / "test-data" / "pbmc_small.model.format3.zip")
     assert old.has_detection and old.dispersion is None
     params = for_model(ImputeParameters(), old)
     assert (params.fill, params.policy) == ("expected_log", "restore")
+    counts = dense(pbmc_small.counts)
+    imputed = impute_block(counts, pbmc_small.genes, old, params=params).counts
+    prediction = old.predict(counts, pbmc_small.genes, detection=True)
+    columns = [list(pbmc_small.genes).index(g) for g in old.target_genes]
+    observed = counts[:, columns]
+    expected = np.where(
+        observed > 0, observed, np.expm1(prediction.probability * np.log1p(prediction.detected))
+    )
+    np.testing.assert_allclose(imputed[:, columns], expected, rtol=1e-5)
+    np.testing.assert_array_equal(imputed[:, columns][observed > 0], observed[observed > 0])
 
 
 def test_molecular_cross_validation_the_denoised_default_beats_no_imputation(pbmc68k):
@@ -154,6 +165,7 @@ def test_the_dispersion_is_saved_checked_and_refused_when_forged(pbmc68k_model, 
         "nan": {"dispersion": [1.0] * (n - 1) + [float("nan")]},
         "out of range": {"dispersion": [1.0] * (n - 1) + [1e9]},
         "text": {"dispersion": ["1"] * n},
+        "an integer beyond any float": {"dispersion": [1.0] * (n - 1) + [10**400]},
         "old format": {"format_version": 4},
     }
     for name, content in forged.items():

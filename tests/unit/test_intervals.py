@@ -81,11 +81,20 @@ def _calibration_json(**changes) -> dict:
         ({"log_detected": [0.5, "x", 2.0]}, "other than numbers"),
         ({"probability": None}, "'probability' is not a list"),
         ({"truth": list(range(1, 30_000))}, "1 to 20000 numbers"),
+        ({"truth": [1, 10**400, 5]}, "NaN or infinite"),
+        ({"totals": None}, "'totals' is not a list"),
+        ({"totals": [100.0, 1e300, 50.0]}, "cell totals are not between"),
+        ({"totals": [100.0, -1.0, 50.0]}, "cell totals are not between"),
+        ({"shape": [1.0, 1e9, 2.0]}, "shapes are outside"),
+        ({"shape": [1.0, 2.0]}, "different lengths"),
     ],
 )
 def test_a_damaged_calibration_is_refused_naming_the_model(changes, problem):
+    content = {"totals": [100.0, 200.0, 50.0], "shape": [1.0, 2.0, 3.0], **changes}
     with pytest.raises(ModelError, match=problem) as refused:
-        CalibrationSet.from_json(_calibration_json(**changes), where="m.zip", detection=True, library=False)
+        CalibrationSet.from_json(
+            _calibration_json(**content), where="m.zip", detection=True, library=False, dispersion=True
+        )
     assert str(refused.value).startswith("m.zip")
 
 
@@ -105,18 +114,15 @@ def test_a_model_trained_with_calibration_keeps_what_it_predicts_of_the_hidden_c
     assert pbmc68k_model.calibration is None  # off by default: the default model is as before
 
 
-def test_intervals_cover_the_value_written_and_an_observed_count_is_its_own(pbmc68k, calibrated):
-    counts = dense(pbmc68k.counts)[:200]
-    params = for_model(ImputeParameters(interval=0.8), calibrated)  # denoised: every entry gets one
-    block = impute_block(
-        counts, pbmc68k.genes, calibrated, params=params, calibration=calibrate_intervals(calibrated, params)
-    )
-    imputed = np.isin(pbmc68k.genes, calibrated.target_genes)
-    assert (block.interval_low[:, imputed] <= block.counts[:, imputed] * (1 + 1e-5)).all()
-    assert (block.counts[:, imputed] <= block.interval_high[:, imputed] * (1 + 1e-5)).all()
-    assert (block.uncertainty[:, imputed] > 0).all()
-    params = for_model(ImputeParameters(interval=0.8, fill="expected_log"), calibrated)
+@pytest.mark.parametrize("fill", ["denoised", "expected_log"])
+def test_intervals_cover_the_value_written_at_zeros_and_an_observed_count_is_its_own(
+    pbmc68k, calibrated, fill
+):
+    """Calibrated on counts hidden as zeros, intervals are for zeros; an observed count is its own,
+    also under the default policy, which writes a denoised value there."""
+    params = for_model(ImputeParameters(interval=0.8, fill=fill), calibrated)
     calibration = calibrate_intervals(calibrated, params)
+    assert np.isfinite(calibration.multiplier)
     counts = dense(pbmc68k.counts)[:200]
     block = impute_block(counts, pbmc68k.genes, calibrated, params=params, calibration=calibration)
     observed = counts > 0
