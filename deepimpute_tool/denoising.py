@@ -54,11 +54,15 @@ class DispersionSums:
     def zeros(cls, n_genes: int) -> DispersionSums:
         return cls(np.zeros(n_genes), np.zeros(n_genes))
 
-    def add(self, observed: np.ndarray, mean: np.ndarray) -> None:
-        """Add a block's observed counts and expected counts (cells x target genes)."""
+    def add(self, observed: np.ndarray, mean: np.ndarray, *, left_out: np.ndarray | None = None) -> None:
+        """Add a block's observed counts and expected counts (cells x target genes), but not the
+        entries ``left_out`` marks."""
         mean = mean.astype(np.float64)
-        self.excess += (((observed - mean) ** 2) - mean).sum(axis=0)
-        self.squared_mean += (mean**2).sum(axis=0)
+        excess, squared = ((observed - mean) ** 2) - mean, mean**2
+        if left_out is not None:
+            excess[left_out], squared[left_out] = 0, 0
+        self.excess += excess.sum(axis=0)
+        self.squared_mean += squared.sum(axis=0)
         self.cells += observed.shape[0]
 
     def shapes(self) -> np.ndarray:
@@ -69,9 +73,13 @@ class DispersionSums:
         return 1.0 / np.clip(inverse, 1 / MAX_SHAPE, 1 / MIN_SHAPE)
 
 
-def fit_dispersion(model: Model, counts: sp.csr_matrix, genes: np.ndarray) -> np.ndarray:
+def fit_dispersion(
+    model: Model, counts: sp.csr_matrix, genes: np.ndarray, *, left_out: sp.csr_matrix | None = None
+) -> np.ndarray:
     """theta of each of ``model``'s target genes (float32), by moments over the cells of ``counts``
-    (cells x ``genes``, the cells it trained on) around the expected counts it predicts."""
+    (cells x ``genes``, the cells it trained on) around the expected counts it predicts; entries
+    marked in ``left_out`` (the counts hidden to calibrate intervals, zeros to the model but not
+    zeros in truth) are left out."""
     position = {name: i for i, name in enumerate(genes)}
     target_columns = np.array([position[g] for g in model.target_genes])
     sums = DispersionSums.zeros(target_columns.size)
@@ -79,7 +87,8 @@ def fit_dispersion(model: Model, counts: sp.csr_matrix, genes: np.ndarray) -> np
     for start in range(0, counts.shape[0], step):
         block = counts[start : start + step].toarray()
         prediction = model.predict(block, genes, detection=True)
-        sums.add(block[:, target_columns], prediction.detected * prediction.probability)
+        skipped = None if left_out is None else left_out[start : start + step][:, target_columns].toarray()
+        sums.add(block[:, target_columns], prediction.detected * prediction.probability, left_out=skipped)
     return sums.shapes().astype(np.float32)
 
 

@@ -138,6 +138,11 @@ class HiddenEntries:
     columns: np.ndarray
     truth: np.ndarray
 
+    def positions(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        """These entries as a boolean matrix of ``shape``."""
+        marked = np.ones(self.rows.size, dtype=bool)
+        return sp.csr_matrix((marked, (self.rows, self.columns)), shape=shape)
+
     def hide(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         """A copy of ``counts`` with these entries zero."""
         hidden = sp.csr_matrix(counts, copy=True)

@@ -244,7 +244,8 @@ def train(
         },
     )
     if params.detection:
-        model = dataclasses.replace(model, dispersion=fit_dispersion(model, counts, genes))
+        left_out = None if hidden is None else hidden.positions(counts.shape)
+        model = dataclasses.replace(model, dispersion=fit_dispersion(model, counts, genes, left_out=left_out))
         log(f"dispersion around the expected counts: median theta {np.median(model.dispersion):.3g}")
     if hidden is None:
         if params.calibration:

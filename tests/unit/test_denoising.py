@@ -185,3 +185,17 @@ def test_training_fits_the_dispersion_on_its_cells(pbmc68k, pbmc68k_model):
         params=TrainingParameters(subset_size=400, detection=False, **QUICK),
     )
     assert without.dispersion is None
+
+
+def test_counts_hidden_for_calibration_are_left_out_of_the_dispersion():
+    """A hidden count is a zero to the model but not in truth: it must not count as a zero."""
+    rng = np.random.default_rng(1)
+    mean = rng.gamma(2.0, 2.0, size=(5_000, 2))
+    counts = rng.poisson(mean).astype(np.float32)
+    hidden = (counts > 0) & (rng.random(counts.shape) < 0.3)
+    as_zeros = np.where(hidden, 0, counts)
+    left_out, kept_as_zeros = DispersionSums.zeros(2), DispersionSums.zeros(2)
+    left_out.add(as_zeros, mean, left_out=hidden)
+    kept_as_zeros.add(as_zeros, mean)
+    assert (left_out.shapes() > 30).all()  # Poisson counts: hardly any extra variance
+    assert (kept_as_zeros.shapes() < 10).all()  # zeros that are not: spurious overdispersion
