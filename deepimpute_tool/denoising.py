@@ -14,8 +14,8 @@ log1p(count x 10,000 / the cell's total count), is the expected normalised log v
 measurement: what scanpy's ``normalize_total`` and ``log1p`` would give a replicate of the cell,
 on average. Averaging on the log scale, at the cell's own depth, keeps a gene that is rarely
 detected near zero in a shallow cell, where the mean count would lift every such gene; on
-molecular cross-validation it was the only value that beat no imputation on Open Problems' MSE
-(benchmarks/README.md).
+molecular cross-validation it was the only value tried that beat no imputation on Open
+Problems' MSE on more than two of the six benchmark datasets (benchmarks/README.md).
 """
 
 from __future__ import annotations
