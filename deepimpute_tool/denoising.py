@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from deepimpute_tool.limits import BLOCK_BYTES
-
 if TYPE_CHECKING:
     from deepimpute_tool.model import Model
 
+FIT_BLOCK_BYTES = 8 * 2**20  # counts of training cells predicted at a time to fit theta
+SLICE_ENTRIES = 2**20  # entries denoised at a time: their dozen temporaries stay near 50 MB
 TARGET_SUM = 10_000.0  # counts per cell of the normalised log scale (scanpy's and Open Problems')
 MIN_SHAPE, MAX_SHAPE = 1e-2, 1e3  # theta's bounds: a gene seen once, and one as regular as Poisson
 MIN_MEAN = 1e-6  # mu's floor: a gene the model calls off is still a gamma, not a point at 0
@@ -83,7 +83,7 @@ def fit_dispersion(
     position = {name: i for i, name in enumerate(genes)}
     target_columns = np.array([position[g] for g in model.target_genes])
     sums = DispersionSums.zeros(target_columns.size)
-    step = max(1, BLOCK_BYTES // (4 * counts.shape[1]))
+    step = max(1, FIT_BLOCK_BYTES // (4 * counts.shape[1]))
     for start in range(0, counts.shape[0], step):
         block = counts[start : start + step].toarray()
         prediction = model.predict(block, genes, detection=True)
@@ -161,8 +161,15 @@ def denoised_counts(
     observed: np.ndarray, mean: np.ndarray, shape: np.ndarray, totals: np.ndarray
 ) -> np.ndarray:
     """The denoised counts of the target genes (cells x genes) from the observed counts, the
-    model's expected counts, each gene's theta and each cell's total count (cells x 1)."""
+    model's expected counts, each gene's theta (per gene, or per entry) and each cell's total
+    count (cells x 1); a few cells at a time, so that the temporaries stay small."""
     scale = TARGET_SUM / np.maximum(totals, 1).astype(np.float32)
-    new_mean, new_shape = posterior(observed, mean, shape)
-    log_value = expected_log_normalised(new_mean, new_shape, scale)
-    return np.expm1(log_value) / scale
+    per_entry = np.ndim(shape) == 2
+    result = np.empty(mean.shape, np.float32)
+    step = max(1, SLICE_ENTRIES // max(mean.shape[1], 1))
+    for start in range(0, mean.shape[0], step):
+        rows = slice(start, start + step)
+        new_mean, new_shape = posterior(observed[rows], mean[rows], shape[rows] if per_entry else shape)
+        log_value = expected_log_normalised(new_mean, new_shape, scale[rows])
+        result[rows] = np.expm1(log_value) / scale[rows]
+    return result
