@@ -152,7 +152,7 @@ def expected_log_normalised(mean: np.ndarray, shape: np.ndarray, scale: np.ndarr
     total = flat.reshape(mean.shape)
     rows, columns = np.nonzero(mean >= EXACT_BELOW)
     if rows.size:
-        m, r, s = mean[rows, columns], shape[rows, columns], scale[rows, 0]
+        m, r, s = (a.astype(np.float64) for a in (mean[rows, columns], shape[rows, columns], scale[rows, 0]))
         total[rows, columns] = np.log1p(m * s) - s * s * (m + m * m / r) / (2 * (1 + m * s) ** 2)
     return total
 
@@ -164,7 +164,7 @@ def denoised_counts(
     model's expected counts, each gene's theta (per gene, or per entry) and each cell's total
     count (cells x 1); a few cells at a time, so that the temporaries stay small."""
     scale = TARGET_SUM / np.maximum(totals, 1).astype(np.float32)
-    per_entry = np.ndim(shape) == 2
+    per_entry = np.shape(shape) == mean.shape
     result = np.empty(mean.shape, np.float32)
     step = max(1, SLICE_ENTRIES // max(mean.shape[1], 1))
     for start in range(0, mean.shape[0], step):

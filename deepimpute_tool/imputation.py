@@ -324,6 +324,8 @@ def impute_block(
     block = ImputedBlock(with_values(values, params.policy))
     if calibration is not None:
         low, high, half = calibration.bounds(values, prediction.probability)
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and np.isfinite(half).all()):
+            raise ModelError(None, "its calibration gives intervals that are not numbers: damaged or forged")
         # calibrated on counts hidden as zeros: an observed count is its own interval, whatever is written
         kept = observed > 0
         bounds = []

@@ -93,7 +93,9 @@ class CalibrationSet:
                 array = np.asarray(values, dtype=np.float64)
             except OverflowError:  # a JSON integer beyond any float
                 array = np.array([np.inf])
-            if not np.isfinite(array).all():
+            with np.errstate(over="ignore"):  # as float32 holds them: 1e300 is infinite there
+                finite = np.isfinite(array.astype(np.float32)).all()
+            if not finite:
                 raise ModelError(where, f"its calibration's '{key}' holds NaN or infinite values")
             return array
 
@@ -113,7 +115,7 @@ class CalibrationSet:
             raise ModelError(where, "its calibration's truth holds values that are not positive counts")
         if found.probability is not None and ((found.probability < 0) | (found.probability > 1)).any():
             raise ModelError(where, "its calibration's probabilities are not between 0 and 1")
-        if found.factor is not None and (found.factor <= 0).any():
+        if found.factor is not None and (found.factor < np.finfo(np.float32).tiny).any():
             raise ModelError(where, "its calibration's scale factors are not positive")
         if found.totals is not None and ((found.totals < 0) | (found.totals > MAX_CELL_TOTAL)).any():
             raise ModelError(where, f"its calibration's cell totals are not between 0 and {MAX_CELL_TOTAL:g}")

@@ -82,8 +82,11 @@ def _calibration_json(**changes) -> dict:
         ({"probability": None}, "'probability' is not a list"),
         ({"truth": list(range(1, 30_000))}, "1 to 20000 numbers"),
         ({"truth": [1, 10**400, 5]}, "NaN or infinite"),
+        ({"log_detected": [0.5, 1e300, 2.0]}, "NaN or infinite"),  # finite in float64, not in float32
+        ({"factor": [1.0, 1e-40, 1.0]}, "scale factors are not positive"),
         ({"totals": None}, "'totals' is not a list"),
-        ({"totals": [100.0, 1e300, 50.0]}, "cell totals are not between"),
+        ({"totals": [100.0, 1e20, 50.0]}, "cell totals are not between"),
+        ({"totals": [100.0, 1e300, 50.0]}, "NaN or infinite"),
         ({"totals": [100.0, -1.0, 50.0]}, "cell totals are not between"),
         ({"shape": [1.0, 1e9, 2.0]}, "shapes are outside"),
         ({"shape": [1.0, 2.0]}, "different lengths"),
