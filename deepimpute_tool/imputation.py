@@ -316,7 +316,9 @@ def impute_block(
         prediction,
         fill=params.fill,
         observed=observed,
-        totals=model_totals(counts, np.array([position[g] for g in model.genes])),
+        totals=model_totals(counts, np.array([position[g] for g in model.genes]))
+        if params.fill == "denoised"
+        else None,  # the other fills need no depth: no copy of the block for them
         dispersion=model.dispersion,
     )
     if not np.isfinite(values).all():  # only a forged model's numbers get here
