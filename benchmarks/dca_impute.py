@@ -66,7 +66,7 @@ def main() -> None:
     rows = denoised.obs_names.astype(int)
     imputed[np.ix_(rows, np.flatnonzero(detected))] = np.asarray(denoised.X)
     finished = time.perf_counter()
-    reference_loom.write(args.output, data, imputed)
+    reference_loom.write(args.output, data, imputed, method=reference_loom.installed("dca"))
     reference_loom.report_times(finished - started, 0.0, 0)
 
 

@@ -32,7 +32,7 @@ def main() -> None:
     imputed = np.square(np.asarray(smoothed)) / scale
     finished = time.perf_counter()
 
-    reference_loom.write(args.output, data, imputed)
+    reference_loom.write(args.output, data, imputed, method=reference_loom.installed("magic-impute"))
     reference_loom.report_times(0.0, finished - started, 0)
 
 

@@ -53,7 +53,12 @@ def main() -> None:
     imputed = model.predict(frame)
     finished = time.perf_counter()
 
-    reference_loom.write(args.output, data, imputed.loc[data["cells"], genes].to_numpy())
+    reference_loom.write(
+        args.output,
+        data,
+        imputed.loc[data["cells"], genes].to_numpy(),
+        method=reference_loom.installed("deepimpute"),
+    )
     reference_loom.report_times(trained - started, finished - trained, model.trained_epochs)
 
 

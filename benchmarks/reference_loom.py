@@ -2,12 +2,16 @@
 
 They run in the reference tools' own environments, without this package, so this module
 needs only loompy and numpy. The output has the layout of `deepimpute impute` (main matrix
-imputed, layer 'raw' the input counts, other layers such as 'original' carried over), so
-`deepimpute score` scores every tool with the same code.
+imputed, layer 'raw' the input counts, other layers such as 'original' carried over, the
+input's provenance and an imputation record naming the tool), so `deepimpute score` scores
+every tool with the same code.
 """
 
 import argparse
+import importlib.metadata
+import json
 import sys
+from datetime import datetime, timezone
 
 import loompy
 import numpy as np
@@ -34,13 +38,27 @@ def read(path: str) -> dict:
             "layers": {name: ds.layers[name][:, :] for name in ds.layers.keys() if name != ""},
             "row_attrs": {k: ds.ra[k] for k in ds.ra.keys()},
             "col_attrs": {k: ds.ca[k] for k in ds.ca.keys()},
+            "attrs": {k: ds.attrs[k] for k in ds.attrs.keys() if k.startswith("deepimpute_")},
         }
 
 
-def write(path: str, data: dict, imputed: np.ndarray) -> None:
-    """``imputed`` (cells x genes) as the main matrix, the input counts as layer 'raw'."""
+def installed(distribution: str) -> str:
+    """The distribution's name and installed version, as the output's imputation record names it."""
+    return f"{distribution} {importlib.metadata.version(distribution)}"
+
+
+def write(path: str, data: dict, imputed: np.ndarray, *, method: str) -> None:
+    """``imputed`` (cells x genes) by ``method`` as the main matrix, the input counts as layer 'raw'."""
     layers = {"": np.asarray(imputed, np.float32).T, "raw": data["counts"].T, **data["layers"]}
     loompy.create(path, layers, data["row_attrs"], data["col_attrs"])
+    record = {
+        "tool": method,
+        "step": "impute",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with loompy.connect(path, "r+", validate=False) as ds:
+        for key, value in {**data["attrs"], "deepimpute_impute": json.dumps(record)}.items():
+            ds.attrs[key] = value
 
 
 def report_times(train: float, impute: float, epochs: int) -> None:
