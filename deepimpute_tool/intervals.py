@@ -12,6 +12,8 @@ count. Imputing with ⟨interval⟩ P then calibrates for the fill it writes (:f
 3. on the other half, the conformal multiplier: the ``ceil((n + 1) P) / n`` quantile of
    error / scale, so that ``log1p(value) +- multiplier x scale`` holds a share P of new
    entries that are exchangeable with these (Lei et al., 2018, locally weighted split-conformal).
+   Too few entries for more than one bin make the scale one number: every entry then sets the
+   multiplier (plain split-conformal on the absolute error).
 
 The interval is on the log1p scale, clipped at 0, and written back as counts. The layer
 ``uncertainty`` is its half-width: a score where higher means less certain.
@@ -242,15 +244,19 @@ def _edges(values: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else np.zeros(0)
 
 
+def _bins(n: int, *, with_probability: bool) -> tuple[int, int]:
+    """Bins of the predicted value and of the probability that ``n`` entries fill (about 2 x
+    MIN_PER_BIN each, at most MAX_BINS per axis)."""
+    if not with_probability:
+        return int(np.clip(n // (2 * MIN_PER_BIN), 1, MAX_BINS)), 1
+    per_axis = int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
+    return per_axis, per_axis
+
+
 def fit_error_scale(log_value: np.ndarray, probability: np.ndarray | None, error: np.ndarray) -> ErrorScale:
-    """An :class:`ErrorScale` with as many bins of equal counts as the entries fill (about 2 x
-    MIN_PER_BIN each, at most MAX_BINS per axis); a bin with fewer than MIN_PER_BIN takes the
-    quantile of all."""
-    n = error.size
-    if probability is None:
-        value_bins, probability_bins = int(np.clip(n // (2 * MIN_PER_BIN), 1, MAX_BINS)), 1
-    else:
-        value_bins = probability_bins = int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
+    """An :class:`ErrorScale` with as many bins of equal counts as the entries fill
+    (:func:`_bins`); a bin with fewer than MIN_PER_BIN takes the quantile of all."""
+    value_bins, probability_bins = _bins(error.size, with_probability=probability is not None)
     value_edges = _edges(log_value, value_bins)
     probability_edges = _edges(probability, probability_bins) if probability is not None else np.zeros(0)
     overall = max(float(np.quantile(error, SCALE_QUANTILE)), SMALLEST_SCALE)
@@ -292,11 +298,18 @@ class Calibration:
 def calibrate(values: np.ndarray, truth: np.ndarray, probability: np.ndarray | None, *, level: float,
               seed: int = 0) -> Calibration:  # fmt: skip
     """Calibrate intervals of coverage ``level`` for a fill that gives the calibration entries
-    ``values`` (counts) where ``truth`` was hidden: the scale on one half, the multiplier on the other."""
+    ``values`` (counts) where ``truth`` was hidden: the scale on one half, the multiplier on the other.
+
+    Where half the entries would fill a single bin, the scale is one number, which changes no
+    score's rank: every entry then sets the multiplier (the coverage recorded is then that of
+    the calibration entries themselves, at least ``level`` by construction)."""
     log_value = np.log1p(np.maximum(values, 0)).astype(np.float64)
     error = np.abs(np.log1p(truth) - log_value)
-    order = np.random.default_rng(seed).permutation(error.size)
-    fit, conformal = np.sort(order[: error.size // 2]), np.sort(order[error.size // 2 :])
+    if _bins(error.size // 2, with_probability=probability is not None) == (1, 1):
+        fit = conformal = np.arange(error.size)
+    else:
+        order = np.random.default_rng(seed).permutation(error.size)
+        fit, conformal = np.sort(order[: error.size // 2]), np.sort(order[error.size // 2 :])
     p = None if probability is None else probability.astype(np.float64)
     scale = fit_error_scale(log_value[fit], None if p is None else p[fit], error[fit])
     scores = error[conformal] / scale(log_value[conformal], None if p is None else p[conformal])

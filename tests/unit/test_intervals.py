@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -52,6 +53,17 @@ def test_conformal_intervals_hold_their_share_of_new_entries(level):
     assert (low <= values + 1e-4).all() and (values <= high * (1 + 1e-6)).all() and (half > 0).all()
     # the scale follows the probability: less certain where detection is in doubt
     assert np.median(half[probability < 0.3]) > 1.5 * np.median(half[probability > 0.7])
+
+
+def test_entries_too_few_for_a_scale_table_all_set_the_multiplier():
+    # 150 entries: half of them would fill one bin, so the scale is one number and needs none
+    values, truth, probability = _entries(np.random.default_rng(2), 150)
+    calibration = calibrate(values, truth, probability, level=0.8)
+    error = np.sort(np.abs(np.log1p(truth) - np.log1p(values)))
+    _, _, half = calibration.bounds(values, probability)
+    assert np.ptp(half) == 0
+    assert half[0] == pytest.approx(error[math.ceil(151 * 0.8) - 1], rel=1e-5)
+    assert calibration.coverage >= 0.8
 
 
 def test_too_few_calibration_entries_for_the_coverage_asked_are_refused():
