@@ -246,7 +246,7 @@ def calibrate_intervals(model: Model, params: ImputeParameters) -> Calibration:
         totals=_column(found.totals),
         dispersion=_column(found.shape),
     )[:, 0]
-    return calibrate(values, found.truth, found.probability, level=params.interval, seed=params.seed)
+    return calibrate(values, found.truth, found.log_detected, level=params.interval, seed=params.seed)
 
 
 def _column(values: np.ndarray | None) -> np.ndarray | None:
@@ -325,7 +325,7 @@ def impute_block(
         raise ModelError(None, "gives values that are not numbers: damaged or forged")
     block = ImputedBlock(with_values(values, params.policy))
     if calibration is not None:
-        low, high, half = calibration.bounds(values, prediction.probability)
+        low, high, half = calibration.bounds(values, prediction.log_detected)
         if not (np.isfinite(low).all() and np.isfinite(high).all() and np.isfinite(half).all()):
             raise ModelError(None, "its calibration gives intervals that are not numbers: damaged or forged")
         # calibrated on counts hidden as zeros: an observed count is its own interval, whatever is written

@@ -8,7 +8,9 @@ count. Imputing with ⟨interval⟩ P then calibrates for the fill it writes (:f
 
 1. the value the fill gives each calibration entry and its error on the log1p scale;
 2. on one half of the entries, an error scale: the 90th percentile of the error in bins of
-   the predicted value and the probability of detection (a table, :class:`ErrorScale`);
+   the value written and of the detected value (the normalised log value the gene would have
+   if detected: how far a hidden positive count may lie from a value shrunk towards zero;
+   a table, :class:`ErrorScale`);
 3. on the other half, the conformal multiplier: the ``ceil((n + 1) P) / n`` quantile of
    error / scale, so that ``log1p(value) +- multiplier x scale`` holds a share P of new
    entries that are exchangeable with these (Lei et al., 2018, locally weighted split-conformal).
@@ -217,17 +219,16 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
 
 @dataclass(frozen=True)
 class ErrorScale:
-    """The SCALE_QUANTILE of the log1p error in bins of the predicted log1p value (``value_edges``)
-    and of the probability of detection (``probability_edges``; empty without one)."""
+    """The SCALE_QUANTILE of the log1p error in bins of the log1p value written (``value_edges``)
+    and of the detected log value the model predicts (``detected_edges``)."""
 
     value_edges: np.ndarray
-    probability_edges: np.ndarray
-    table: np.ndarray  # (len(value_edges) + 1) x (len(probability_edges) + 1)
+    detected_edges: np.ndarray
+    table: np.ndarray  # (len(value_edges) + 1) x (len(detected_edges) + 1)
 
-    def __call__(self, log_value: np.ndarray, probability: np.ndarray | None) -> np.ndarray:
+    def __call__(self, log_value: np.ndarray, log_detected: np.ndarray) -> np.ndarray:
         cell = _bin(log_value, self.value_edges) * np.int16(self.table.shape[1])
-        if probability is not None:
-            cell += _bin(probability, self.probability_edges)
+        cell += _bin(log_detected.astype(log_value.dtype, copy=False), self.detected_edges)
         return self.table.astype(log_value.dtype).ravel().take(cell)
 
 
@@ -244,31 +245,25 @@ def _edges(values: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else np.zeros(0)
 
 
-def _bins(n: int, *, with_probability: bool) -> tuple[int, int]:
-    """Bins of the predicted value and of the probability that ``n`` entries fill (about 2 x
-    MIN_PER_BIN each, at most MAX_BINS per axis)."""
-    if not with_probability:
-        return int(np.clip(n // (2 * MIN_PER_BIN), 1, MAX_BINS)), 1
-    per_axis = int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
-    return per_axis, per_axis
+def _bins(n: int) -> int:
+    """Bins per axis that ``n`` entries fill (about 2 x MIN_PER_BIN each, at most MAX_BINS)."""
+    return int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
 
 
-def fit_error_scale(log_value: np.ndarray, probability: np.ndarray | None, error: np.ndarray) -> ErrorScale:
+def fit_error_scale(log_value: np.ndarray, log_detected: np.ndarray, error: np.ndarray) -> ErrorScale:
     """An :class:`ErrorScale` with as many bins of equal counts as the entries fill
     (:func:`_bins`); a bin with fewer than MIN_PER_BIN takes the quantile of all."""
-    value_bins, probability_bins = _bins(error.size, with_probability=probability is not None)
-    value_edges = _edges(log_value, value_bins)
-    probability_edges = _edges(probability, probability_bins) if probability is not None else np.zeros(0)
+    bins = _bins(error.size)
+    value_edges, detected_edges = _edges(log_value, bins), _edges(log_detected, bins)
     overall = max(float(np.quantile(error, SCALE_QUANTILE)), SMALLEST_SCALE)
-    table = np.full((value_edges.size + 1, probability_edges.size + 1), overall)
-    rows = _bin(log_value, value_edges)
-    columns = np.zeros_like(rows) if probability is None else _bin(probability, probability_edges)
+    table = np.full((value_edges.size + 1, detected_edges.size + 1), overall)
+    rows, columns = _bin(log_value, value_edges), _bin(log_detected, detected_edges)
     for row in range(table.shape[0]):
         for column in range(table.shape[1]):
             inside = error[(rows == row) & (columns == column)]
             if inside.size >= MIN_PER_BIN:
                 table[row, column] = max(float(np.quantile(inside, SCALE_QUANTILE)), SMALLEST_SCALE)
-    return ErrorScale(value_edges, probability_edges, table)
+    return ErrorScale(value_edges, detected_edges, table)
 
 
 @dataclass(frozen=True)
@@ -284,35 +279,37 @@ class Calibration:
     median_width: float
 
     def bounds(
-        self, values: np.ndarray, probability: np.ndarray | None
+        self, values: np.ndarray, log_detected: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(low, high, half-width on the log1p scale) of the interval around each value (counts)."""
+        """(low, high, half-width on the log1p scale) of the interval around each value (counts),
+        given the detected log value the model predicts for each entry."""
         log_value = np.log1p(np.maximum(values, 0), dtype=np.float32)
-        half = self.scale(log_value, probability)
+        half = self.scale(log_value, log_detected)
         half *= np.float32(self.multiplier)
         low = np.expm1(np.maximum(log_value - half, 0))
         high = np.expm1(log_value + half)
         return low, high, half
 
 
-def calibrate(values: np.ndarray, truth: np.ndarray, probability: np.ndarray | None, *, level: float,
+def calibrate(values: np.ndarray, truth: np.ndarray, log_detected: np.ndarray, *, level: float,
               seed: int = 0) -> Calibration:  # fmt: skip
     """Calibrate intervals of coverage ``level`` for a fill that gives the calibration entries
-    ``values`` (counts) where ``truth`` was hidden: the scale on one half, the multiplier on the other.
+    ``values`` (counts) where ``truth`` was hidden and the model predicted ``log_detected``:
+    the scale on one half, the multiplier on the other.
 
     Where half the entries would fill a single bin, the scale is one number, which changes no
     score's rank: every entry then sets the multiplier (the coverage recorded is then that of
     the calibration entries themselves, at least ``level`` by construction)."""
     log_value = np.log1p(np.maximum(values, 0)).astype(np.float64)
+    log_detected = log_detected.astype(np.float64)
     error = np.abs(np.log1p(truth) - log_value)
-    if _bins(error.size // 2, with_probability=probability is not None) == (1, 1):
+    if _bins(error.size // 2) == 1:
         fit = conformal = np.arange(error.size)
     else:
         order = np.random.default_rng(seed).permutation(error.size)
         fit, conformal = np.sort(order[: error.size // 2]), np.sort(order[error.size // 2 :])
-    p = None if probability is None else probability.astype(np.float64)
-    scale = fit_error_scale(log_value[fit], None if p is None else p[fit], error[fit])
-    scores = error[conformal] / scale(log_value[conformal], None if p is None else p[conformal])
+    scale = fit_error_scale(log_value[fit], log_detected[fit], error[fit])
+    scores = error[conformal] / scale(log_value[conformal], log_detected[conformal])
     n = scores.size
     rank = math.ceil((n + 1) * level)
     if rank > n:
@@ -321,7 +318,7 @@ def calibrate(values: np.ndarray, truth: np.ndarray, probability: np.ndarray | N
         )
     multiplier = float(np.sort(scores)[rank - 1])
     calibration = Calibration(level, scale, multiplier, int(error.size), 0.0, 0.0)
-    low, high, _ = calibration.bounds(values[conformal], None if p is None else p[conformal])
+    low, high, _ = calibration.bounds(values[conformal], log_detected[conformal])
     inside = (truth[conformal] >= low * (1 - 1e-6)) & (truth[conformal] <= high * (1 + 1e-6))
     return Calibration(
         level, scale, multiplier, int(error.size), float(inside.mean()), float(np.median(high - low))

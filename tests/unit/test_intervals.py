@@ -33,43 +33,44 @@ def calibrated_dir(calibrated, tmp_path_factory):
 
 
 def _entries(rng: np.random.Generator, n: int):
-    """Counts whose log1p error grows with the value's probability of detection being low."""
-    probability = rng.uniform(0.05, 0.95, n)
+    """Counts whose log1p error grows with how far the detected value lies above the value written."""
+    gap = rng.uniform(0, 2, n)
     values = rng.gamma(2.0, 2.0, n)
-    noise = rng.normal(0, 0.2 + 1.2 * (1 - probability), n)
+    noise = rng.normal(0, 0.2 + 0.6 * gap, n)
     truth = np.maximum(np.round(np.expm1(np.log1p(values) + noise)), 1)
-    return values, truth, probability
+    return values, truth, np.log1p(values) + gap
 
 
 @pytest.mark.parametrize("level", [0.5, 0.8, 0.95])
 def test_conformal_intervals_hold_their_share_of_new_entries(level):
     rng = np.random.default_rng(0)
     calibration = calibrate(*_entries(rng, 4000), level=level)
-    values, truth, probability = _entries(rng, 20_000)
-    low, high, half = calibration.bounds(values, probability)
+    values, truth, log_detected = _entries(rng, 20_000)
+    low, high, half = calibration.bounds(values, log_detected)
     inside = (truth >= low * (1 - 1e-6)) & (truth <= high * (1 + 1e-6))
     # at least the level, up to what ties among whole counts add
     assert level - 0.02 < inside.mean() < level + 0.05
     assert (low <= values + 1e-4).all() and (values <= high * (1 + 1e-6)).all() and (half > 0).all()
-    # the scale follows the probability: less certain where detection is in doubt
-    assert np.median(half[probability < 0.3]) > 1.5 * np.median(half[probability > 0.7])
+    # the scale follows the detected value: less certain where it lies far above the value written
+    gap = log_detected - np.log1p(values)
+    assert np.median(half[gap > 1.5]) > 1.5 * np.median(half[gap < 0.5])
 
 
 def test_entries_too_few_for_a_scale_table_all_set_the_multiplier():
     # 150 entries: half of them would fill one bin, so the scale is one number and needs none
-    values, truth, probability = _entries(np.random.default_rng(2), 150)
-    calibration = calibrate(values, truth, probability, level=0.8)
+    values, truth, log_detected = _entries(np.random.default_rng(2), 150)
+    calibration = calibrate(values, truth, log_detected, level=0.8)
     error = np.sort(np.abs(np.log1p(truth) - np.log1p(values)))
-    _, _, half = calibration.bounds(values, probability)
+    _, _, half = calibration.bounds(values, log_detected)
     assert np.ptp(half) == 0
     assert half[0] == pytest.approx(error[math.ceil(151 * 0.8) - 1], rel=1e-5)
     assert calibration.coverage >= 0.8
 
 
 def test_too_few_calibration_entries_for_the_coverage_asked_are_refused():
-    values, truth, probability = _entries(np.random.default_rng(1), 30)
+    values, truth, log_detected = _entries(np.random.default_rng(1), 30)
     with pytest.raises(ModelError, match="too few for intervals of 99% coverage"):
-        calibrate(values, truth, probability, level=0.99)
+        calibrate(values, truth, log_detected, level=0.99)
 
 
 def _calibration_json(**changes) -> dict:
