@@ -246,6 +246,8 @@ def calibrate_intervals(model: Model, params: ImputeParameters) -> Calibration:
         totals=_column(found.totals),
         dispersion=_column(found.shape),
     )[:, 0]
+    if not np.isfinite(values).all():  # finite numbers whose fill overflows: only a forged model's
+        raise ModelError(None, "its calibration entries give values that are not numbers: damaged or forged")
     return calibrate(values, found.truth, found.log_detected, level=params.interval, seed=params.seed)
 
 

@@ -250,10 +250,11 @@ def _bins(n: int) -> int:
     return int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
 
 
-def fit_error_scale(log_value: np.ndarray, log_detected: np.ndarray, error: np.ndarray) -> ErrorScale:
-    """An :class:`ErrorScale` with as many bins of equal counts as the entries fill
-    (:func:`_bins`); a bin with fewer than MIN_PER_BIN takes the quantile of all."""
-    bins = _bins(error.size)
+def fit_error_scale(
+    log_value: np.ndarray, log_detected: np.ndarray, error: np.ndarray, *, bins: int
+) -> ErrorScale:
+    """An :class:`ErrorScale` of ``bins`` bins of equal counts per axis (one: a single number);
+    a bin with fewer than MIN_PER_BIN takes the quantile of all."""
     value_edges, detected_edges = _edges(log_value, bins), _edges(log_detected, bins)
     overall = max(float(np.quantile(error, SCALE_QUANTILE)), SMALLEST_SCALE)
     table = np.full((value_edges.size + 1, detected_edges.size + 1), overall)
@@ -300,15 +301,17 @@ def calibrate(values: np.ndarray, truth: np.ndarray, log_detected: np.ndarray, *
     Where half the entries would fill a single bin, the scale is one number, which changes no
     score's rank: every entry then sets the multiplier (the coverage recorded is then that of
     the calibration entries themselves, at least ``level`` by construction)."""
-    log_value = np.log1p(np.maximum(values, 0)).astype(np.float64)
-    log_detected = log_detected.astype(np.float64)
-    error = np.abs(np.log1p(truth) - log_value)
-    if _bins(error.size // 2) == 1:
+    # binned in float32, as :meth:`Calibration.bounds` bins the entries it is applied to
+    log_value = np.log1p(np.maximum(values, 0), dtype=np.float32)
+    log_detected = log_detected.astype(np.float32)
+    error = np.abs(np.log1p(truth) - log_value.astype(np.float64))
+    bins = _bins(error.size // 2)
+    if bins == 1:
         fit = conformal = np.arange(error.size)
     else:
         order = np.random.default_rng(seed).permutation(error.size)
         fit, conformal = np.sort(order[: error.size // 2]), np.sort(order[error.size // 2 :])
-    scale = fit_error_scale(log_value[fit], log_detected[fit], error[fit])
+    scale = fit_error_scale(log_value[fit], log_detected[fit], error[fit], bins=bins)
     scores = error[conformal] / scale(log_value[conformal], log_detected[conformal])
     n = scores.size
     rank = math.ceil((n + 1) * level)

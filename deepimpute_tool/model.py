@@ -163,8 +163,8 @@ class Prediction:
         """Normalised log values back to counts on the input's scale (overwriting ``log_values``)."""
         with np.errstate(over="ignore"):  # the caller checks that every prediction is finite
             values = np.expm1(log_values, out=log_values)
-        if self.factors is not None:
-            values /= self.factors
+            if self.factors is not None:
+                values /= self.factors
         return values
 
     @functools.cached_property

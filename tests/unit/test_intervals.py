@@ -56,15 +56,16 @@ def test_conformal_intervals_hold_their_share_of_new_entries(level):
     assert np.median(half[gap > 1.5]) > 1.5 * np.median(half[gap < 0.5])
 
 
-def test_entries_too_few_for_a_scale_table_all_set_the_multiplier():
-    # 150 entries: half of them would fill one bin, so the scale is one number and needs none
-    values, truth, log_detected = _entries(np.random.default_rng(2), 150)
+@pytest.mark.parametrize("n", [150, 399])
+def test_entries_too_few_for_a_scale_table_all_set_the_multiplier(n):
+    # half of them would fill one bin, so the scale is one number (even where all of them would
+    # fill two, at 399) and every entry sets the multiplier: plain split-conformal
+    values, truth, log_detected = _entries(np.random.default_rng(2), n)
     calibration = calibrate(values, truth, log_detected, level=0.8)
     error = np.sort(np.abs(np.log1p(truth) - np.log1p(values)))
     _, _, half = calibration.bounds(values, log_detected)
     assert np.ptp(half) == 0
-    assert half[0] == pytest.approx(error[math.ceil(151 * 0.8) - 1], rel=1e-5)
-    assert calibration.coverage >= 0.8
+    assert half[0] == pytest.approx(error[math.ceil((n + 1) * 0.8) - 1], rel=1e-5)
 
 
 def test_too_few_calibration_entries_for_the_coverage_asked_are_refused():
@@ -160,6 +161,16 @@ def test_intervals_need_a_calibrated_model_and_exclude_dropout_samples(pbmc68k_m
         assert for_model(ImputeParameters(), model).interval == 0
     with pytest.raises(InputError, match="give one"):
         for_model(ImputeParameters(interval=0.8, uncertainty=5), calibrated)
+
+
+def test_calibration_entries_whose_fill_overflows_are_refused(calibrated):
+    found = calibrated.calibration
+    forged = dataclasses.replace(
+        found, log_detected=np.full(found.size, 88, np.float32), factor=np.full(found.size, 1e-3, np.float32)
+    )
+    model = dataclasses.replace(calibrated, calibration=forged)
+    with pytest.raises(ModelError, match="calibration entries give values that are not numbers"):
+        calibrate_intervals(model, for_model(ImputeParameters(interval=0.8, fill="detected"), model))
 
 
 def test_a_model_without_calibration_still_saves_and_loads(calibrated, tmp_path):
