@@ -51,6 +51,7 @@ def _shims() -> None:
 
 def main() -> None:
     args = reference_loom.arguments(__doc__)
+    method = reference_loom.installed("dca")  # before a long run, not after it
     _shims()
     import anndata
     from dca.api import dca
@@ -66,7 +67,7 @@ def main() -> None:
     rows = denoised.obs_names.astype(int)
     imputed[np.ix_(rows, np.flatnonzero(detected))] = np.asarray(denoised.X)
     finished = time.perf_counter()
-    reference_loom.write(args.output, data, imputed, method=reference_loom.installed("dca"))
+    reference_loom.write(args.output, data, imputed, method=method)
     reference_loom.report_times(finished - started, 0.0, 0)
 
 

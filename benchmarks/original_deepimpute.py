@@ -35,6 +35,7 @@ def unique(names) -> list[str]:
 
 def main() -> None:
     args = reference_loom.arguments(__doc__, _epoch_options)
+    method = reference_loom.installed("deepimpute")  # before a long run, not after it
 
     from deepimpute.multinet import MultiNet
 
@@ -57,7 +58,7 @@ def main() -> None:
         args.output,
         data,
         imputed.loc[data["cells"], genes].to_numpy(),
-        method=reference_loom.installed("deepimpute"),
+        method=method,
     )
     reference_loom.report_times(trained - started, finished - trained, model.trained_epochs)
 
