@@ -1,0 +1,94 @@
+"""Is the dispersion that training fits on its own cells biased? theta in sample against theta on unseen cells.
+
+`train` fits each target gene's negative-binomial shape theta by moments on the cells the
+networks trained on, around the expected counts the networks predict for them. A model fits its
+training cells more closely than new ones, so theta could come out too high (too little
+overdispersion). For each dataset (filtered as accuracy.py filters it), this trains with the
+defaults on 90% of the cells (chosen with ``--seed``), then fits theta again, with the same
+model, on the 10% it never saw (`deepimpute_tool.denoising.fit_dispersion`), and compares the
+two gene by gene: the median and quartiles of log(theta unseen / theta in sample), and the share
+of genes at the bounds of the fit (0.01 and 1000). Writes results/dispersion_in_sample.json and
+prints a table.
+
+    python benchmarks/dispersion_in_sample.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from accuracy import DATASETS, deepimpute
+from measure import measure, run_header
+
+from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE, fit_dispersion
+from deepimpute_tool.loom import read_loom
+from deepimpute_tool.training import train
+from deepimpute_tool.training_options import TrainingParameters
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+
+
+def at_bounds(theta: np.ndarray) -> float:
+    return float(np.mean((theta <= MIN_SHAPE * 1.001) | (theta >= MAX_SHAPE * 0.999)))
+
+
+def run(name: str, work: Path, *, seed: int) -> dict:
+    filtered = work / f"{name}.filtered.loom"
+    if not filtered.exists():
+        measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *DATASETS[name]))
+    data = read_loom(filtered, layers=False)
+    counts = sp.csr_matrix(data.counts, dtype=np.float32)
+    order = np.random.default_rng(seed).permutation(counts.shape[0])
+    n_unseen = counts.shape[0] // 10
+    unseen, seen = np.sort(order[:n_unseen]), np.sort(order[n_unseen:])
+    model = train(counts[seen], data.genes, params=TrainingParameters())
+    in_sample = model.dispersion
+    on_unseen = fit_dispersion(model, counts[unseen], data.genes)
+    log_ratio = np.log(on_unseen / in_sample)
+    return {
+        "cells_trained": int(seen.size),
+        "cells_unseen": int(unseen.size),
+        "target_genes": int(in_sample.size),
+        "median_theta_in_sample": float(np.median(in_sample)),
+        "median_theta_unseen": float(np.median(on_unseen)),
+        "median_log_ratio": float(np.median(log_ratio)),
+        "log_ratio_quartiles": [float(q) for q in np.quantile(log_ratio, [0.25, 0.75])],
+        "at_bounds_in_sample": at_bounds(in_sample),
+        "at_bounds_unseen": at_bounds(on_unseen),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "dispersion_in_sample.json")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = {**run_header(), "seed": args.seed, "datasets": {}}
+    for name in args.datasets:
+        results["datasets"][name] = run(name, args.work, seed=args.seed)
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        "| dataset | cells trained / unseen | median theta: in sample / unseen | log(unseen / in sample): median [quartiles] | at the bounds: in sample / unseen |"
+    )
+    print("|---|---|---|---|---|")
+    for name, r in results["datasets"].items():
+        q1, q3 = r["log_ratio_quartiles"]
+        print(
+            f"| {name} | {r['cells_trained']} / {r['cells_unseen']} | {r['median_theta_in_sample']:.2f} / "
+            f"{r['median_theta_unseen']:.2f} | {r['median_log_ratio']:+.2f} [{q1:+.2f}, {q3:+.2f}] | "
+            f"{r['at_bounds_in_sample']:.2f} / {r['at_bounds_unseen']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
