@@ -220,7 +220,8 @@ def calibration_set(model, counts: sp.csr_matrix, genes: np.ndarray, hidden: Hid
 @dataclass(frozen=True)
 class ErrorScale:
     """The SCALE_QUANTILE of the log1p error in bins of the log1p value written (``value_edges``)
-    and of the detected log value the model predicts (``detected_edges``)."""
+    and of the detected log value the model predicts (``detected_edges``; empty: by the value
+    alone)."""
 
     value_edges: np.ndarray
     detected_edges: np.ndarray
@@ -245,20 +246,24 @@ def _edges(values: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else np.zeros(0)
 
 
-def _bins(n: int) -> int:
-    """Bins per axis that ``n`` entries fill (about 2 x MIN_PER_BIN each, at most MAX_BINS)."""
-    return int(np.clip(np.sqrt(n / (2 * MIN_PER_BIN)), 1, MAX_BINS))
+def _bins(n: int, *, axes: int) -> int:
+    """Bins per axis that ``n`` entries fill on ``axes`` axes (about 2 x MIN_PER_BIN each, at
+    most MAX_BINS per axis)."""
+    return int(np.clip((n / (2 * MIN_PER_BIN)) ** (1 / axes), 1, MAX_BINS))
 
 
 def fit_error_scale(
-    log_value: np.ndarray, log_detected: np.ndarray, error: np.ndarray, *, bins: int
+    log_value: np.ndarray, log_detected: np.ndarray | None, error: np.ndarray, *, bins: int
 ) -> ErrorScale:
-    """An :class:`ErrorScale` of ``bins`` bins of equal counts per axis (one: a single number);
-    a bin with fewer than MIN_PER_BIN takes the quantile of all."""
-    value_edges, detected_edges = _edges(log_value, bins), _edges(log_detected, bins)
+    """An :class:`ErrorScale` of ``bins`` bins of equal counts per axis (one: a single number;
+    ``log_detected`` None: by the value written alone); a bin with fewer than MIN_PER_BIN takes
+    the quantile of all."""
+    value_edges = _edges(log_value, bins)
+    detected_edges = np.zeros(0) if log_detected is None else _edges(log_detected, bins)
     overall = max(float(np.quantile(error, SCALE_QUANTILE)), SMALLEST_SCALE)
     table = np.full((value_edges.size + 1, detected_edges.size + 1), overall)
-    rows, columns = _bin(log_value, value_edges), _bin(log_detected, detected_edges)
+    rows = _bin(log_value, value_edges)
+    columns = np.zeros_like(rows) if log_detected is None else _bin(log_detected, detected_edges)
     for row in range(table.shape[0]):
         for column in range(table.shape[1]):
             inside = error[(rows == row) & (columns == column)]
@@ -305,13 +310,17 @@ def calibrate(values: np.ndarray, truth: np.ndarray, log_detected: np.ndarray, *
     log_value = np.log1p(np.maximum(values, 0), dtype=np.float32)
     log_detected = log_detected.astype(np.float32)
     error = np.abs(np.log1p(truth) - log_value.astype(np.float64))
-    bins = _bins(error.size // 2)
+    # a fill that writes the detected value itself (log1p models) leaves the second axis nothing
+    by_value_alone = bool(np.allclose(log_value, log_detected, rtol=0, atol=1e-3))
+    bins = _bins(error.size // 2, axes=1 if by_value_alone else 2)
     if bins == 1:
         fit = conformal = np.arange(error.size)
     else:
         order = np.random.default_rng(seed).permutation(error.size)
         fit, conformal = np.sort(order[: error.size // 2]), np.sort(order[error.size // 2 :])
-    scale = fit_error_scale(log_value[fit], log_detected[fit], error[fit], bins=bins)
+    scale = fit_error_scale(
+        log_value[fit], None if by_value_alone else log_detected[fit], error[fit], bins=bins
+    )
     scores = error[conformal] / scale(log_value[conformal], log_detected[conformal])
     n = scores.size
     rank = math.ceil((n + 1) * level)

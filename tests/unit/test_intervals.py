@@ -68,6 +68,18 @@ def test_entries_too_few_for_a_scale_table_all_set_the_multiplier(n):
     assert half[0] == pytest.approx(error[math.ceil((n + 1) * 0.8) - 1], rel=1e-5)
 
 
+def test_a_fill_that_writes_the_detected_value_is_binned_by_the_value_alone():
+    # log1p models' paper fill: the detected value is the value written, so a second axis would
+    # only thin the bins; the value alone gets them all (up to MAX_BINS)
+    rng = np.random.default_rng(3)
+    values, truth, _ = _entries(rng, 4000)
+    calibration = calibrate(values, truth, np.log1p(values), level=0.8)
+    assert calibration.scale.detected_edges.size == 0
+    assert calibration.scale.value_edges.size == 9
+    values, truth, log_detected = _entries(rng, 4000)
+    assert calibrate(values, truth, log_detected, level=0.8).scale.detected_edges.size > 0
+
+
 def test_too_few_calibration_entries_for_the_coverage_asked_are_refused():
     values, truth, log_detected = _entries(np.random.default_rng(1), 30)
     with pytest.raises(ModelError, match="too few for intervals of 99% coverage"):
