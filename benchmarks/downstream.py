@@ -272,7 +272,7 @@ def main() -> None:
     results.update(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         machine=machine(),
-        variants={**results.get("variants", {}), **variants},
+        variants={**results.get("variants", {}), "this tool": "| (the defaults)", **variants},
     )
     methods = [args.methods[0], *variants, *args.methods[1:]]
     for name in args.datasets:
