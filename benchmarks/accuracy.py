@@ -42,11 +42,17 @@ def deepimpute(*args: str) -> list[str]:
     return [sys.executable, "-m", "deepimpute_tool", *args]
 
 
-def prepare(name: str, filter_args: list[str], work: Path, *, masking_seed: int = 0) -> Path:
+def filtered_loom(name: str, filter_args: list[str], work: Path) -> Path:
+    """The shared dataset ``name`` filtered with ``filter_args`` into ``work`` (once)."""
     filtered = work / f"{name}.filtered.loom"
-    masked = work / f"{name}.masked.loom" if masking_seed == 0 else work / f"{name}.masked{masking_seed}.loom"
     if not filtered.exists():
         measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *filter_args))
+    return filtered
+
+
+def prepare(name: str, filter_args: list[str], work: Path, *, masking_seed: int = 0) -> Path:
+    filtered = filtered_loom(name, filter_args, work)
+    masked = work / f"{name}.masked.loom" if masking_seed == 0 else work / f"{name}.masked{masking_seed}.loom"
     if not masked.exists():
         measure(deepimpute("mask", str(filtered), str(masked), "--seed", str(masking_seed)))
     return masked

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from accuracy import DATASETS, deepimpute
-from measure import measure, run_header
+from accuracy import DATASETS, filtered_loom
+from measure import run_header
 
 from deepimpute_tool.denoising import MAX_SHAPE, MIN_SHAPE, fit_dispersion
 from deepimpute_tool.loom import read_loom
@@ -31,7 +31,6 @@ from deepimpute_tool.training import train
 from deepimpute_tool.training_options import TrainingParameters
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
 
 
 def at_bounds(theta: np.ndarray) -> np.ndarray:
@@ -39,10 +38,7 @@ def at_bounds(theta: np.ndarray) -> np.ndarray:
 
 
 def run(name: str, work: Path, *, seed: int) -> dict:
-    filtered = work / f"{name}.filtered.loom"
-    if not filtered.exists():
-        measure(deepimpute("filter", str(DATA / f"{name}.loom"), str(filtered), *DATASETS[name]))
-    data = read_loom(filtered, layers=False)
+    data = read_loom(filtered_loom(name, DATASETS[name], work), layers=False)
     counts = sp.csr_matrix(data.counts, dtype=np.float32)
     rng = np.random.default_rng(seed)
     order = rng.permutation(counts.shape[0])
